@@ -1,0 +1,1132 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Meta-server ↔ iod UDP messages (little-endian). See the crate docs for
+//! the byte layout of every message.
+
+use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+use super::codec::{Reader, Writer};
+use super::error::{ProtoError, Result};
+use super::filekey::{FileKey, FILE_KEY_LEN};
+
+/// `b"NFSP"` read as a little-endian u32.
+pub const MAGIC: u32 = u32::from_le_bytes(*b"NFSP");
+/// Protocol version.
+pub const VERSION: u8 = 1;
+/// Largest UDP payload over IPv4.
+pub const MAX_DATAGRAM: usize = 65507;
+/// Largest data payload of one message (READ total, READ_REPLY, WRITE).
+/// A larger request is split by its sender; IP fragmentation by the kernel
+/// carries each datagram.
+pub const MAX_DATA_PER_MSG: usize = 60 * 1024;
+/// Largest prebuilt reply header of a direct-mode READ.
+pub const MAX_REPLY_HEADER: usize = 512;
+/// Largest number of following hops in a READ routing list.
+pub const MAX_HOPS: usize = 16;
+/// Largest number of remaining members in a replica chain.
+pub const MAX_CHAIN: usize = 8;
+/// Largest number of file keys in one UNLINK.
+pub const MAX_UNLINK_KEYS: usize = 256;
+/// Length of the common header.
+pub const HEADER_LEN: usize = 32;
+/// Offset of the authentication tag in the header.
+pub const AUTH_TAG_OFFSET: usize = 16;
+/// Length of the authentication tag.
+pub const AUTH_TAG_LEN: usize = 16;
+/// Encoded length of a socket address.
+pub const ADDR_LEN: usize = 24;
+/// Encoded length of a routing hop.
+pub const HOP_LEN: usize = ADDR_LEN + 12;
+/// Reply-spec flag: pad the data to a multiple of 4 bytes (XDR).
+pub const REPLY_FLAG_PAD: u8 = 1;
+
+/// Message type byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum MsgType {
+    /// Read request (meta-server → iod, iod → iod).
+    Read = 1,
+    /// Relay-mode read answer (last hop → origin).
+    ReadReply = 2,
+    /// Write request (meta-server → iod, chain).
+    Write = 3,
+    /// Flush to stable storage (chain).
+    Commit = 4,
+    /// Set local length (chain).
+    Truncate = 5,
+    /// Remove a batch of local files.
+    Unlink = 6,
+    /// Generic acknowledgement (WRITE_ACK, COMMIT/TRUNCATE/UNLINK acks).
+    Ack = 7,
+    /// Heartbeat.
+    Ping = 8,
+    /// Heartbeat answer with statistics.
+    Pong = 9,
+}
+
+impl MsgType {
+    /// From the wire byte.
+    pub fn from_u8(v: u8) -> Result<Self> {
+        Ok(match v {
+            1 => MsgType::Read,
+            2 => MsgType::ReadReply,
+            3 => MsgType::Write,
+            4 => MsgType::Commit,
+            5 => MsgType::Truncate,
+            6 => MsgType::Unlink,
+            7 => MsgType::Ack,
+            8 => MsgType::Ping,
+            9 => MsgType::Pong,
+            _ => return Err(ProtoError::BadType),
+        })
+    }
+}
+
+/// Status code of acknowledgements and replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Status {
+    /// Success.
+    Ok = 0,
+    /// No such file (only where absence matters).
+    NoEntry = 1,
+    /// Local I/O error.
+    Io = 2,
+    /// Request understood but invalid.
+    Invalid = 3,
+    /// Overloaded: retry later.
+    Busy = 4,
+    /// Out of space.
+    NoSpace = 5,
+    /// Too large.
+    TooBig = 6,
+    /// Not supported by this iod.
+    Unsupported = 7,
+    /// Forwarding to the next hop/member failed.
+    ForwardFailed = 8,
+}
+
+impl Status {
+    /// From the wire byte.
+    pub fn from_u8(v: u8) -> Result<Self> {
+        Ok(match v {
+            0 => Status::Ok,
+            1 => Status::NoEntry,
+            2 => Status::Io,
+            3 => Status::Invalid,
+            4 => Status::Busy,
+            5 => Status::NoSpace,
+            6 => Status::TooBig,
+            7 => Status::Unsupported,
+            8 => Status::ForwardFailed,
+            _ => return Err(ProtoError::InvalidField("status")),
+        })
+    }
+}
+
+/// Fixed-size list item encoding.
+pub trait Item: Copy {
+    /// Encoded length.
+    const LEN: usize;
+    /// Encode one item.
+    fn enc(&self, w: &mut Writer<'_>) -> Result<()>;
+    /// Decode one item from exactly `LEN` bytes.
+    fn dec(r: &mut Reader<'_>) -> Result<Self>;
+}
+
+/// Encode a socket address (24 bytes: family 4|6, 0, port, scope id, 16
+/// address bytes; IPv4 uses the first 4, the rest is 0).
+pub fn put_addr(w: &mut Writer<'_>, a: &SocketAddr) -> Result<()> {
+    match a {
+        SocketAddr::V4(v4) => {
+            w.u8(4)?;
+            w.u8(0)?;
+            w.u16_le(v4.port())?;
+            w.u32_le(0)?;
+            w.put(&v4.ip().octets())?;
+            w.zeros(12)
+        }
+        SocketAddr::V6(v6) => {
+            w.u8(6)?;
+            w.u8(0)?;
+            w.u16_le(v6.port())?;
+            w.u32_le(v6.scope_id())?;
+            w.put(&v6.ip().octets())
+        }
+    }
+}
+
+/// Decode a socket address written by [`put_addr`].
+pub fn get_addr(r: &mut Reader<'_>) -> Result<SocketAddr> {
+    let fam = r.u8()?;
+    if r.u8()? != 0 {
+        return Err(ProtoError::InvalidField("address"));
+    }
+    let port = r.u16_le()?;
+    let scope = r.u32_le()?;
+    let ip: [u8; 16] = r.array()?;
+    match fam {
+        4 => {
+            if scope != 0 || ip.iter().skip(4).any(|b| *b != 0) {
+                return Err(ProtoError::InvalidField("address"));
+            }
+            let o = Ipv4Addr::new(ip[0], ip[1], ip[2], ip[3]);
+            Ok(SocketAddr::V4(SocketAddrV4::new(o, port)))
+        }
+        6 => Ok(SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(ip), port, 0, scope))),
+        _ => Err(ProtoError::InvalidField("address family")),
+    }
+}
+
+impl Item for SocketAddr {
+    const LEN: usize = ADDR_LEN;
+    fn enc(&self, w: &mut Writer<'_>) -> Result<()> {
+        put_addr(w, self)
+    }
+    fn dec(r: &mut Reader<'_>) -> Result<Self> {
+        get_addr(r)
+    }
+}
+
+impl Item for FileKey {
+    const LEN: usize = FILE_KEY_LEN;
+    fn enc(&self, w: &mut Writer<'_>) -> Result<()> {
+        w.put(&self.to_bytes())
+    }
+    fn dec(r: &mut Reader<'_>) -> Result<Self> {
+        FileKey::from_bytes(r.bytes(FILE_KEY_LEN)?)
+    }
+}
+
+/// One following hop of a straddling READ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Hop {
+    /// The iod to forward to.
+    pub addr: SocketAddr,
+    /// Offset in that iod's local file.
+    pub local_offset: u64,
+    /// Bytes that iod appends.
+    pub len: u32,
+}
+
+impl Item for Hop {
+    const LEN: usize = HOP_LEN;
+    fn enc(&self, w: &mut Writer<'_>) -> Result<()> {
+        put_addr(w, &self.addr)?;
+        w.u64_le(self.local_offset)?;
+        w.u32_le(self.len)
+    }
+    fn dec(r: &mut Reader<'_>) -> Result<Self> {
+        let addr = get_addr(r)?;
+        let local_offset = r.u64_le()?;
+        let len = r.u32_le()?;
+        local_offset
+            .checked_add(len as u64)
+            .ok_or(ProtoError::Overflow)?;
+        Ok(Hop {
+            addr,
+            local_offset,
+            len,
+        })
+    }
+}
+
+/// A list of fixed-size items: either still encoded (a decoded view,
+/// validated) or a borrowed slice (to encode). No allocation either way.
+#[derive(Debug, Clone, Copy)]
+pub enum List<'a, T: Item> {
+    /// Validated encoded bytes (`len * T::LEN` bytes).
+    Encoded(&'a [u8]),
+    /// Items to encode.
+    Items(&'a [T]),
+}
+
+impl<'a, T: Item> List<'a, T> {
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        match self {
+            List::Encoded(b) => b.len() / T::LEN,
+            List::Items(s) => s.len(),
+        }
+    }
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Item `i`.
+    pub fn get(&self, i: usize) -> Option<T> {
+        match self {
+            List::Encoded(b) => {
+                let start = i.checked_mul(T::LEN)?;
+                let end = start.checked_add(T::LEN)?;
+                let mut r = Reader::new(b.get(start..end)?);
+                T::dec(&mut r).ok()
+            }
+            List::Items(s) => s.get(i).copied(),
+        }
+    }
+    /// First item.
+    pub fn first(&self) -> Option<T> {
+        self.get(0)
+    }
+    /// The list without its first item (empty stays empty).
+    pub fn rest(&self) -> List<'a, T> {
+        match *self {
+            List::Encoded(b) => List::Encoded(b.get(T::LEN..).unwrap_or(&[])),
+            List::Items(s) => List::Items(s.get(1..).unwrap_or(&[])),
+        }
+    }
+    /// Iterate the items.
+    pub fn iter(&self) -> ListIter<'a, T> {
+        ListIter { list: *self, i: 0 }
+    }
+    fn encode(&self, w: &mut Writer<'_>) -> Result<()> {
+        for it in self.iter() {
+            it.enc(w)?;
+        }
+        Ok(())
+    }
+    fn decode(r: &mut Reader<'a>, count: usize) -> Result<Self> {
+        let n = count.checked_mul(T::LEN).ok_or(ProtoError::Overflow)?;
+        let raw = r.bytes(n)?;
+        let mut rr = Reader::new(raw);
+        for _ in 0..count {
+            T::dec(&mut rr)?;
+        }
+        Ok(List::Encoded(raw))
+    }
+}
+
+impl<T: Item + PartialEq> PartialEq for List<'_, T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().zip(other.iter()).all(|(a, b)| a == b)
+    }
+}
+
+/// Iterator over a [`List`].
+pub struct ListIter<'a, T: Item> {
+    list: List<'a, T>,
+    i: usize,
+}
+
+impl<T: Item> Iterator for ListIter<'_, T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        let v = self.list.get(self.i)?;
+        self.i = self.i.checked_add(1)?;
+        Some(v)
+    }
+}
+
+/// Where the last hop of a READ sends the data.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ReplySpec<'a> {
+    /// Send `header ++ data ++ pad` to `client`, from `source` (the
+    /// meta-server's NFS address and port).
+    Direct {
+        /// The NFS client.
+        client: SocketAddr,
+        /// The meta-server's address:port the client sent its call to.
+        source: SocketAddr,
+        /// Prebuilt RPC/NFS reply header (<= [`MAX_REPLY_HEADER`]).
+        header: &'a [u8],
+        /// Pad the data with zeros to a multiple of 4 (XDR opaque).
+        pad: bool,
+    },
+    /// Send a READ_REPLY to `origin`.
+    Relay {
+        /// Who gets the READ_REPLY.
+        origin: SocketAddr,
+    },
+}
+
+/// READ request: read `len` bytes at `local_offset` of `key`, append them to
+/// `gathered`, then forward to `routes[0]` or, if no route is left, answer
+/// according to `reply`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Read<'a> {
+    /// File.
+    pub key: FileKey,
+    /// This hop's local offset.
+    pub local_offset: u64,
+    /// This hop's length.
+    pub len: u32,
+    /// Following hops.
+    pub routes: List<'a, Hop>,
+    /// What the last hop does.
+    pub reply: ReplySpec<'a>,
+    /// Data gathered by previous hops.
+    pub gathered: &'a [u8],
+}
+
+impl Read<'_> {
+    /// Total data bytes of the whole request (gathered + this hop + routes).
+    pub fn total_len(&self) -> Result<usize> {
+        let mut t = self
+            .gathered
+            .len()
+            .checked_add(self.len as usize)
+            .ok_or(ProtoError::Overflow)?;
+        for h in self.routes.iter() {
+            t = t.checked_add(h.len as usize).ok_or(ProtoError::Overflow)?;
+        }
+        Ok(t)
+    }
+
+    /// Encode the message for the next hop, with `routes[0]` as the new
+    /// current extent and `gathered ++ <append_len bytes>` as gathered data.
+    /// Writes everything except the appended bytes, which the caller must
+    /// write at `buf[returned_len..returned_len + append_len]`. Returns the
+    /// destination hop and the prefix length; the full message length is
+    /// prefix + append_len.
+    pub fn encode_forward_prefix(
+        &self,
+        request_id: u64,
+        auth_tag: &[u8; AUTH_TAG_LEN],
+        append_len: usize,
+        buf: &mut [u8],
+    ) -> Result<(Hop, usize)> {
+        let hop = self.routes.first().ok_or(ProtoError::InvalidField("routes"))?;
+        let gathered_len = self
+            .gathered
+            .len()
+            .checked_add(append_len)
+            .ok_or(ProtoError::Overflow)?;
+        let mut w = Writer::new(buf);
+        put_header(&mut w, MsgType::Read, 0, request_id, auth_tag)?;
+        encode_read_fixed(&mut w, &self.key, hop.local_offset, hop.len, &self.routes.rest(), &self.reply)?;
+        w.u32_le(u32::try_from(gathered_len).map_err(|_| ProtoError::Overflow)?)?;
+        w.put(self.gathered)?;
+        let n = w.position();
+        let end = n.checked_add(append_len).ok_or(ProtoError::Overflow)?;
+        if end > buf.len() {
+            return Err(ProtoError::BufferTooSmall);
+        }
+        Ok((hop, n))
+    }
+}
+
+/// Relay-mode READ answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadReply<'a> {
+    /// Outcome.
+    pub status: Status,
+    /// The data (all hops, in file order).
+    pub data: &'a [u8],
+}
+
+impl ReadReply<'_> {
+    /// Encode a READ_REPLY header announcing `data_len` bytes, without the
+    /// data; the caller writes the data at `buf[n..n + data_len]`.
+    pub fn encode_prefix(
+        request_id: u64,
+        status: Status,
+        data_len: usize,
+        buf: &mut [u8],
+    ) -> Result<usize> {
+        if data_len > MAX_DATA_PER_MSG {
+            return Err(ProtoError::TooMany("data bytes"));
+        }
+        let mut w = Writer::new(buf);
+        put_header(&mut w, MsgType::ReadReply, 0, request_id, &[0; AUTH_TAG_LEN])?;
+        w.u8(status as u8)?;
+        w.zeros(3)?;
+        w.u32_le(data_len as u32)?;
+        let n = w.position();
+        if n.checked_add(data_len).ok_or(ProtoError::Overflow)? > buf.len() {
+            return Err(ProtoError::BufferTooSmall);
+        }
+        Ok(n)
+    }
+}
+
+/// Replica chain: the members still to visit, and who gets the final ack.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Chain<'a> {
+    /// Receives the acknowledgement (from the last member, or from a member
+    /// that failed).
+    pub origin: SocketAddr,
+    /// Remaining members after the receiver, in order.
+    pub members: List<'a, SocketAddr>,
+}
+
+impl<'a> Chain<'a> {
+    /// The next member and the chain it must receive.
+    pub fn next(&self) -> Option<(SocketAddr, Chain<'a>)> {
+        let first = self.members.first()?;
+        Some((
+            first,
+            Chain {
+                origin: self.origin,
+                members: self.members.rest(),
+            },
+        ))
+    }
+    fn encode(&self, w: &mut Writer<'_>) -> Result<()> {
+        if self.members.len() > MAX_CHAIN {
+            return Err(ProtoError::TooMany("chain members"));
+        }
+        put_addr(w, &self.origin)?;
+        w.u8(self.members.len() as u8)?;
+        w.zeros(3)?;
+        self.members.encode(w)
+    }
+    fn decode(r: &mut Reader<'a>) -> Result<Self> {
+        let origin = get_addr(r)?;
+        let n = r.u8()? as usize;
+        if r.array::<3>()? != [0; 3] {
+            return Err(ProtoError::InvalidField("reserved"));
+        }
+        if n > MAX_CHAIN {
+            return Err(ProtoError::TooMany("chain members"));
+        }
+        Ok(Chain {
+            origin,
+            members: List::decode(r, n)?,
+        })
+    }
+}
+
+/// WRITE request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Write<'a> {
+    /// File.
+    pub key: FileKey,
+    /// Local offset.
+    pub local_offset: u64,
+    /// Replica chain.
+    pub chain: Chain<'a>,
+    /// Data (<= [`MAX_DATA_PER_MSG`]).
+    pub data: &'a [u8],
+}
+
+/// COMMIT request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Commit<'a> {
+    /// File.
+    pub key: FileKey,
+    /// Replica chain.
+    pub chain: Chain<'a>,
+}
+
+/// TRUNCATE request (set the local file's length, creating it if missing).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Truncate<'a> {
+    /// File.
+    pub key: FileKey,
+    /// New local length (see `StripeLayout::local_len`).
+    pub new_len: u64,
+    /// Replica chain.
+    pub chain: Chain<'a>,
+}
+
+/// UNLINK request: remove the local files of these keys. Idempotent. The
+/// ack goes to the datagram's source; its value = number actually removed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Unlink<'a> {
+    /// Keys (<= [`MAX_UNLINK_KEYS`]).
+    pub keys: List<'a, FileKey>,
+}
+
+/// Generic acknowledgement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    /// The request type acknowledged.
+    pub op: MsgType,
+    /// Outcome.
+    pub status: Status,
+    /// WRITE: bytes written; TRUNCATE: new length; UNLINK: files removed.
+    pub value: u64,
+}
+
+/// Iod statistics carried by PONG.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IodStats {
+    /// Seconds since start.
+    pub uptime_s: u64,
+    /// Valid requests handled.
+    pub requests: u64,
+    /// Bytes read from local files.
+    pub bytes_read: u64,
+    /// Bytes written to local files.
+    pub bytes_written: u64,
+    /// Requests that failed (I/O error, ...).
+    pub errors: u64,
+    /// Malformed datagrams dropped.
+    pub malformed: u64,
+    /// Requests dropped (overload, send failure).
+    pub drops: u64,
+    /// Requests currently being served.
+    pub in_flight: u64,
+}
+
+/// The body of a message, by type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Body<'a> {
+    /// READ.
+    Read(Read<'a>),
+    /// READ_REPLY.
+    ReadReply(ReadReply<'a>),
+    /// WRITE.
+    Write(Write<'a>),
+    /// COMMIT.
+    Commit(Commit<'a>),
+    /// TRUNCATE.
+    Truncate(Truncate<'a>),
+    /// UNLINK.
+    Unlink(Unlink<'a>),
+    /// ACK.
+    Ack(Ack),
+    /// PING.
+    Ping,
+    /// PONG.
+    Pong(IodStats),
+}
+
+impl Body<'_> {
+    /// The type byte of this body.
+    pub fn msg_type(&self) -> MsgType {
+        match self {
+            Body::Read(_) => MsgType::Read,
+            Body::ReadReply(_) => MsgType::ReadReply,
+            Body::Write(_) => MsgType::Write,
+            Body::Commit(_) => MsgType::Commit,
+            Body::Truncate(_) => MsgType::Truncate,
+            Body::Unlink(_) => MsgType::Unlink,
+            Body::Ack(_) => MsgType::Ack,
+            Body::Ping => MsgType::Ping,
+            Body::Pong(_) => MsgType::Pong,
+        }
+    }
+}
+
+/// A complete message.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Message<'a> {
+    /// Request id chosen by the origin, echoed in every answer.
+    pub request_id: u64,
+    /// Header flags (none defined: 0).
+    pub flags: u16,
+    /// Authentication tag (all-zero = unauthenticated).
+    pub auth_tag: [u8; AUTH_TAG_LEN],
+    /// Typed body.
+    pub body: Body<'a>,
+}
+
+fn put_header(
+    w: &mut Writer<'_>,
+    t: MsgType,
+    flags: u16,
+    request_id: u64,
+    tag: &[u8; AUTH_TAG_LEN],
+) -> Result<()> {
+    w.u32_le(MAGIC)?;
+    w.u8(VERSION)?;
+    w.u8(t as u8)?;
+    w.u16_le(flags)?;
+    w.u64_le(request_id)?;
+    w.put(tag)
+}
+
+fn encode_read_fixed(
+    w: &mut Writer<'_>,
+    key: &FileKey,
+    local_offset: u64,
+    len: u32,
+    routes: &List<'_, Hop>,
+    reply: &ReplySpec<'_>,
+) -> Result<()> {
+    if routes.len() > MAX_HOPS {
+        return Err(ProtoError::TooMany("hops"));
+    }
+    w.put(&key.to_bytes())?;
+    w.u64_le(local_offset)?;
+    w.u32_le(len)?;
+    w.u8(routes.len() as u8)?;
+    match reply {
+        ReplySpec::Direct { pad, .. } => {
+            w.u8(1)?;
+            w.u8(if *pad { REPLY_FLAG_PAD } else { 0 })?;
+        }
+        ReplySpec::Relay { .. } => {
+            w.u8(2)?;
+            w.u8(0)?;
+        }
+    }
+    w.u8(0)?;
+    routes.encode(w)?;
+    match reply {
+        ReplySpec::Direct {
+            client,
+            source,
+            header,
+            ..
+        } => {
+            if header.len() > MAX_REPLY_HEADER {
+                return Err(ProtoError::TooMany("reply header bytes"));
+            }
+            put_addr(w, client)?;
+            put_addr(w, source)?;
+            w.u16_le(header.len() as u16)?;
+            w.u16_le(0)?;
+            w.put(header)
+        }
+        ReplySpec::Relay { origin } => put_addr(w, origin),
+    }
+}
+
+fn put_data(w: &mut Writer<'_>, data: &[u8]) -> Result<()> {
+    if data.len() > MAX_DATA_PER_MSG {
+        return Err(ProtoError::TooMany("data bytes"));
+    }
+    w.u32_le(data.len() as u32)?;
+    w.put(data)
+}
+
+fn get_data<'a>(r: &mut Reader<'a>) -> Result<&'a [u8]> {
+    let n = r.u32_le()? as usize;
+    if n > MAX_DATA_PER_MSG {
+        return Err(ProtoError::TooMany("data bytes"));
+    }
+    r.bytes(n)
+}
+
+fn get_key(r: &mut Reader<'_>) -> Result<FileKey> {
+    FileKey::from_bytes(r.bytes(FILE_KEY_LEN)?)
+}
+
+impl<'a> Message<'a> {
+    /// A message with no flags and a zero tag.
+    pub fn new(request_id: u64, body: Body<'a>) -> Self {
+        Message {
+            request_id,
+            flags: 0,
+            auth_tag: [0; AUTH_TAG_LEN],
+            body,
+        }
+    }
+
+    /// Encode into `buf`, returning the length. Enforces the same limits as
+    /// the decoder.
+    pub fn encode(&self, buf: &mut [u8]) -> Result<usize> {
+        let mut w = Writer::new(buf);
+        put_header(&mut w, self.body.msg_type(), self.flags, self.request_id, &self.auth_tag)?;
+        match &self.body {
+            Body::Read(rd) => {
+                if rd.total_len()? > MAX_DATA_PER_MSG {
+                    return Err(ProtoError::TooMany("data bytes"));
+                }
+                rd.local_offset
+                    .checked_add(rd.len as u64)
+                    .ok_or(ProtoError::Overflow)?;
+                encode_read_fixed(&mut w, &rd.key, rd.local_offset, rd.len, &rd.routes, &rd.reply)?;
+                put_data(&mut w, rd.gathered)?;
+            }
+            Body::ReadReply(rr) => {
+                w.u8(rr.status as u8)?;
+                w.zeros(3)?;
+                put_data(&mut w, rr.data)?;
+            }
+            Body::Write(wr) => {
+                wr.local_offset
+                    .checked_add(wr.data.len() as u64)
+                    .ok_or(ProtoError::Overflow)?;
+                w.put(&wr.key.to_bytes())?;
+                w.u64_le(wr.local_offset)?;
+                wr.chain.encode(&mut w)?;
+                put_data(&mut w, wr.data)?;
+            }
+            Body::Commit(c) => {
+                w.put(&c.key.to_bytes())?;
+                c.chain.encode(&mut w)?;
+            }
+            Body::Truncate(t) => {
+                w.put(&t.key.to_bytes())?;
+                w.u64_le(t.new_len)?;
+                t.chain.encode(&mut w)?;
+            }
+            Body::Unlink(u) => {
+                if u.keys.len() > MAX_UNLINK_KEYS {
+                    return Err(ProtoError::TooMany("unlink keys"));
+                }
+                w.u16_le(u.keys.len() as u16)?;
+                w.u16_le(0)?;
+                u.keys.encode(&mut w)?;
+            }
+            Body::Ack(a) => {
+                w.u8(a.op as u8)?;
+                w.u8(a.status as u8)?;
+                w.u16_le(0)?;
+                w.u64_le(a.value)?;
+            }
+            Body::Ping => {}
+            Body::Pong(s) => {
+                for v in [
+                    s.uptime_s,
+                    s.requests,
+                    s.bytes_read,
+                    s.bytes_written,
+                    s.errors,
+                    s.malformed,
+                    s.drops,
+                    s.in_flight,
+                ] {
+                    w.u64_le(v)?;
+                }
+            }
+        }
+        let n = w.position();
+        if n > MAX_DATAGRAM {
+            return Err(ProtoError::TooMany("datagram bytes"));
+        }
+        Ok(n)
+    }
+
+    /// Decode one datagram; the whole slice must be exactly one message.
+    pub fn decode(buf: &'a [u8]) -> Result<Self> {
+        if buf.len() > MAX_DATAGRAM {
+            return Err(ProtoError::TooMany("datagram bytes"));
+        }
+        let mut r = Reader::new(buf);
+        if r.u32_le()? != MAGIC {
+            return Err(ProtoError::BadMagic);
+        }
+        if r.u8()? != VERSION {
+            return Err(ProtoError::BadVersion);
+        }
+        let t = MsgType::from_u8(r.u8()?)?;
+        let flags = r.u16_le()?;
+        if flags != 0 {
+            return Err(ProtoError::InvalidField("flags"));
+        }
+        let request_id = r.u64_le()?;
+        let auth_tag: [u8; AUTH_TAG_LEN] = r.array()?;
+        let body = match t {
+            MsgType::Read => Body::Read(decode_read(&mut r)?),
+            MsgType::ReadReply => {
+                let status = Status::from_u8(r.u8()?)?;
+                if r.array::<3>()? != [0; 3] {
+                    return Err(ProtoError::InvalidField("reserved"));
+                }
+                Body::ReadReply(ReadReply {
+                    status,
+                    data: get_data(&mut r)?,
+                })
+            }
+            MsgType::Write => {
+                let key = get_key(&mut r)?;
+                let local_offset = r.u64_le()?;
+                let chain = Chain::decode(&mut r)?;
+                let data = get_data(&mut r)?;
+                local_offset
+                    .checked_add(data.len() as u64)
+                    .ok_or(ProtoError::Overflow)?;
+                Body::Write(Write {
+                    key,
+                    local_offset,
+                    chain,
+                    data,
+                })
+            }
+            MsgType::Commit => {
+                let key = get_key(&mut r)?;
+                Body::Commit(Commit {
+                    key,
+                    chain: Chain::decode(&mut r)?,
+                })
+            }
+            MsgType::Truncate => {
+                let key = get_key(&mut r)?;
+                let new_len = r.u64_le()?;
+                Body::Truncate(Truncate {
+                    key,
+                    new_len,
+                    chain: Chain::decode(&mut r)?,
+                })
+            }
+            MsgType::Unlink => {
+                let n = r.u16_le()? as usize;
+                if r.u16_le()? != 0 {
+                    return Err(ProtoError::InvalidField("reserved"));
+                }
+                if n > MAX_UNLINK_KEYS {
+                    return Err(ProtoError::TooMany("unlink keys"));
+                }
+                Body::Unlink(Unlink {
+                    keys: List::decode(&mut r, n)?,
+                })
+            }
+            MsgType::Ack => {
+                let op = MsgType::from_u8(r.u8()?)?;
+                let status = Status::from_u8(r.u8()?)?;
+                if r.u16_le()? != 0 {
+                    return Err(ProtoError::InvalidField("reserved"));
+                }
+                Body::Ack(Ack {
+                    op,
+                    status,
+                    value: r.u64_le()?,
+                })
+            }
+            MsgType::Ping => Body::Ping,
+            MsgType::Pong => Body::Pong(IodStats {
+                uptime_s: r.u64_le()?,
+                requests: r.u64_le()?,
+                bytes_read: r.u64_le()?,
+                bytes_written: r.u64_le()?,
+                errors: r.u64_le()?,
+                malformed: r.u64_le()?,
+                drops: r.u64_le()?,
+                in_flight: r.u64_le()?,
+            }),
+        };
+        r.finish()?;
+        Ok(Message {
+            request_id,
+            flags,
+            auth_tag,
+            body,
+        })
+    }
+}
+
+fn decode_read<'a>(r: &mut Reader<'a>) -> Result<Read<'a>> {
+    let key = get_key(r)?;
+    let local_offset = r.u64_le()?;
+    let len = r.u32_le()?;
+    local_offset
+        .checked_add(len as u64)
+        .ok_or(ProtoError::Overflow)?;
+    let nroutes = r.u8()? as usize;
+    let kind = r.u8()?;
+    let rflags = r.u8()?;
+    if r.u8()? != 0 {
+        return Err(ProtoError::InvalidField("reserved"));
+    }
+    if nroutes > MAX_HOPS {
+        return Err(ProtoError::TooMany("hops"));
+    }
+    let routes = List::decode(r, nroutes)?;
+    let reply = match kind {
+        1 => {
+            if rflags & !REPLY_FLAG_PAD != 0 {
+                return Err(ProtoError::InvalidField("reply flags"));
+            }
+            let client = get_addr(r)?;
+            let source = get_addr(r)?;
+            let hl = r.u16_le()? as usize;
+            if r.u16_le()? != 0 {
+                return Err(ProtoError::InvalidField("reserved"));
+            }
+            if hl > MAX_REPLY_HEADER {
+                return Err(ProtoError::TooMany("reply header bytes"));
+            }
+            ReplySpec::Direct {
+                client,
+                source,
+                header: r.bytes(hl)?,
+                pad: rflags & REPLY_FLAG_PAD != 0,
+            }
+        }
+        2 => {
+            if rflags != 0 {
+                return Err(ProtoError::InvalidField("reply flags"));
+            }
+            ReplySpec::Relay {
+                origin: get_addr(r)?,
+            }
+        }
+        _ => return Err(ProtoError::InvalidField("reply kind")),
+    };
+    let gathered = get_data(r)?;
+    let rd = Read {
+        key,
+        local_offset,
+        len,
+        routes,
+        reply,
+        gathered,
+    };
+    if rd.total_len()? > MAX_DATA_PER_MSG {
+        return Err(ProtoError::TooMany("data bytes"));
+    }
+    Ok(rd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a4(p: u16) -> SocketAddr {
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), p))
+    }
+    fn a6(p: u16) -> SocketAddr {
+        SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::LOCALHOST, p, 0, 3))
+    }
+
+    fn rt(m: &Message<'_>) {
+        let mut b = [0u8; MAX_DATAGRAM];
+        let n = m.encode(&mut b).unwrap();
+        let d = Message::decode(&b[..n]).unwrap();
+        assert_eq!(&d, m);
+        let mut b2 = [0u8; MAX_DATAGRAM];
+        let n2 = d.encode(&mut b2).unwrap();
+        assert_eq!(&b[..n], &b2[..n2]);
+        // every strict prefix fails, one extra byte fails
+        for k in 0..n {
+            assert!(Message::decode(&b[..k]).is_err(), "prefix {k}");
+        }
+        assert_eq!(Message::decode(&b[..n + 1]), Err(ProtoError::TrailingBytes));
+        let mut x = b;
+        x[0] ^= 1;
+        assert_eq!(Message::decode(&x[..n]), Err(ProtoError::BadMagic));
+        let mut x = b;
+        x[4] = 2;
+        assert_eq!(Message::decode(&x[..n]), Err(ProtoError::BadVersion));
+        let mut x = b;
+        x[5] = 99;
+        assert_eq!(Message::decode(&x[..n]), Err(ProtoError::BadType));
+    }
+
+    const KEY: FileKey = FileKey {
+        export: 1,
+        inode: 2,
+        seed: 3,
+    };
+
+    #[test]
+    fn round_trips() {
+        let hops = [
+            Hop { addr: a4(7001), local_offset: 0, len: 4096 },
+            Hop { addr: a6(7002), local_offset: 65536, len: 100 },
+        ];
+        let hdr = [0xabu8; 128];
+        rt(&Message::new(
+            7,
+            Body::Read(Read {
+                key: KEY,
+                local_offset: 61440,
+                len: 4096,
+                routes: List::Items(&hops),
+                reply: ReplySpec::Direct { client: a4(800), source: a4(2049), header: &hdr, pad: true },
+                gathered: b"xyz",
+            }),
+        ));
+        rt(&Message::new(
+            8,
+            Body::Read(Read {
+                key: KEY,
+                local_offset: 0,
+                len: 10,
+                routes: List::Items(&[]),
+                reply: ReplySpec::Relay { origin: a6(9) },
+                gathered: &[],
+            }),
+        ));
+        rt(&Message::new(9, Body::ReadReply(ReadReply { status: Status::Io, data: b"hello" })));
+        let members = [a4(1), a6(2)];
+        let chain = Chain { origin: a4(3), members: List::Items(&members) };
+        rt(&Message::new(10, Body::Write(Write { key: KEY, local_offset: 5, chain, data: &[1; 1000] })));
+        rt(&Message::new(11, Body::Commit(Commit { key: KEY, chain })));
+        rt(&Message::new(12, Body::Truncate(Truncate { key: KEY, new_len: 77, chain })));
+        let keys = [KEY, FileKey::new(4, 5, 6)];
+        rt(&Message::new(13, Body::Unlink(Unlink { keys: List::Items(&keys) })));
+        rt(&Message::new(
+            14,
+            Body::Ack(Ack { op: MsgType::Write, status: Status::Ok, value: 1000 }),
+        ));
+        rt(&Message::new(15, Body::Ping));
+        let mut m = Message::new(
+            16,
+            Body::Pong(IodStats { uptime_s: 1, requests: 2, bytes_read: 3, bytes_written: 4, errors: 5, malformed: 6, drops: 7, in_flight: 8 }),
+        );
+        m.auth_tag = [9; 16];
+        rt(&m);
+    }
+
+    #[test]
+    fn limits() {
+        let mut b = [0u8; MAX_DATAGRAM];
+        let big = [0u8; MAX_DATA_PER_MSG + 1];
+        let chain = Chain { origin: a4(3), members: List::Items(&[]) };
+        let w = Message::new(1, Body::Write(Write { key: KEY, local_offset: 0, chain, data: &big }));
+        assert_eq!(w.encode(&mut b), Err(ProtoError::TooMany("data bytes")));
+        let w = Message::new(1, Body::Write(Write { key: KEY, local_offset: u64::MAX, chain, data: &big[..2] }));
+        assert_eq!(w.encode(&mut b), Err(ProtoError::Overflow));
+        let members = [a4(1); MAX_CHAIN + 1];
+        let chain = Chain { origin: a4(3), members: List::Items(&members) };
+        assert!(Message::new(1, Body::Commit(Commit { key: KEY, chain })).encode(&mut b).is_err());
+        let hops = [Hop { addr: a4(1), local_offset: 0, len: 1 }; MAX_HOPS + 1];
+        let r = Read { key: KEY, local_offset: 0, len: 1, routes: List::Items(&hops), reply: ReplySpec::Relay { origin: a4(1) }, gathered: &[] };
+        assert!(Message::new(1, Body::Read(r)).encode(&mut b).is_err());
+        let r = Read { key: KEY, local_offset: 0, len: MAX_DATA_PER_MSG as u32, routes: List::Items(&[]), reply: ReplySpec::Relay { origin: a4(1) }, gathered: b"x" };
+        assert!(Message::new(1, Body::Read(r)).encode(&mut b).is_err());
+        let hdr = [0u8; MAX_REPLY_HEADER + 1];
+        let r = Read { key: KEY, local_offset: 0, len: 1, routes: List::Items(&[]), reply: ReplySpec::Direct { client: a4(1), source: a4(2), header: &hdr, pad: false }, gathered: &[] };
+        assert!(Message::new(1, Body::Read(r)).encode(&mut b).is_err());
+        assert_eq!(Message::new(1, Body::Ping).encode(&mut [0u8; 31]), Err(ProtoError::BufferTooSmall));
+        assert!(Message::decode(&b).is_err());
+        // unknown header flags
+        let n = Message::new(1, Body::Ping).encode(&mut b).unwrap();
+        b[6] = 1;
+        assert_eq!(Message::decode(&b[..n]), Err(ProtoError::InvalidField("flags")));
+    }
+
+    #[test]
+    fn bad_fields() {
+        let mut b = [0u8; 256];
+        let n = Message::new(1, Body::Ack(Ack { op: MsgType::Commit, status: Status::Ok, value: 0 })).encode(&mut b).unwrap();
+        let mut x = b;
+        x[HEADER_LEN + 1] = 200;
+        assert_eq!(Message::decode(&x[..n]), Err(ProtoError::InvalidField("status")));
+        let mut x = b;
+        x[HEADER_LEN] = 0;
+        assert_eq!(Message::decode(&x[..n]), Err(ProtoError::BadType));
+        // bad address family in a chain
+        let chain = Chain { origin: a4(3), members: List::Items(&[]) };
+        let n = Message::new(1, Body::Commit(Commit { key: KEY, chain })).encode(&mut b).unwrap();
+        let mut x = b;
+        x[HEADER_LEN + FILE_KEY_LEN] = 5;
+        assert_eq!(Message::decode(&x[..n]), Err(ProtoError::InvalidField("address family")));
+        // garbage in the unused part of an IPv4 address
+        let mut x = b;
+        x[HEADER_LEN + FILE_KEY_LEN + 23] = 1;
+        assert_eq!(Message::decode(&x[..n]), Err(ProtoError::InvalidField("address")));
+        // chain count too large
+        let mut x = b;
+        x[HEADER_LEN + FILE_KEY_LEN + ADDR_LEN] = 9;
+        assert_eq!(Message::decode(&x[..n]), Err(ProtoError::TooMany("chain members")));
+    }
+
+    #[test]
+    fn forward() {
+        let hops = [
+            Hop { addr: a4(7001), local_offset: 100, len: 3 },
+            Hop { addr: a4(7002), local_offset: 200, len: 2 },
+        ];
+        let r = Read { key: KEY, local_offset: 0, len: 4, routes: List::Items(&hops), reply: ReplySpec::Relay { origin: a4(1) }, gathered: b"ab" };
+        let mut b = [0u8; 1024];
+        let (hop, n) = r.encode_forward_prefix(5, &[0; 16], 4, &mut b).unwrap();
+        assert_eq!(hop, hops[0]);
+        b[n..n + 4].copy_from_slice(b"cdef");
+        let m = Message::decode(&b[..n + 4]).unwrap();
+        let Body::Read(f) = m.body else { panic!("not a read") };
+        assert_eq!(f.local_offset, 100);
+        assert_eq!(f.len, 3);
+        assert_eq!(f.gathered, b"abcdef");
+        assert_eq!(f.routes.len(), 1);
+        assert_eq!(f.routes.first(), Some(hops[1]));
+        assert_eq!(f.total_len(), Ok(11));
+        let last = Read { routes: List::Items(&[]), ..r };
+        assert!(last.encode_forward_prefix(5, &[0; 16], 4, &mut b).is_err());
+        let n = ReadReply::encode_prefix(3, Status::Ok, 2, &mut b).unwrap();
+        b[n..n + 2].copy_from_slice(b"zz");
+        let m = Message::decode(&b[..n + 2]).unwrap();
+        assert_eq!(m.body, Body::ReadReply(ReadReply { status: Status::Ok, data: b"zz" }));
+        let c = Chain { origin: a4(1), members: List::Items(&[a4(2), a4(3)]) };
+        let (n1, c1) = c.next().unwrap();
+        assert_eq!(n1, a4(2));
+        let (n2, c2) = c1.next().unwrap();
+        assert_eq!(n2, a4(3));
+        assert!(c2.next().is_none());
+    }
+}
