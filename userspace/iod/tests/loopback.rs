@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Three iods on loopback driven by a test meta-server written with
+//! `nfsp_proto` only: striped + replicated writes, relay reads (straddling
+//! via the routing list), COMMIT, TRUNCATE, UNLINK, holes, garbage.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::meta::{Meta, Rng};
+use common::spawn_iod;
+use nfsp_proto::wire::{Body, Message, Status};
+use nfsp_proto::{FileKey, StripeLayout};
+
+const MIB: u64 = 1 << 20;
+const SIZE: u64 = 6 * MIB;
+const B: u64 = 65536;
+const HOLE: (u64, u64) = (4 * MIB + 5000, 300_000);
+
+#[test]
+fn three_iods_end_to_end() {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("tempdir")).collect();
+    let iods: Vec<_> = dirs.iter().map(|d| spawn_iod(d.path())).collect();
+    let a: Vec<_> = iods.iter().map(|p| p.addr).collect();
+    // viod 0 = replica chain iod0 -> iod1, viod 1 = iod2; first viod 1.
+    let layout = StripeLayout::new(B as u32, 2, 1).expect("layout");
+    let key = FileKey::new(0x42, 0x4242_4242, 0x1234_5678);
+    let meta = Meta::new("127.0.0.1:0".parse().unwrap(), vec![vec![a[0], a[1]], vec![a[2]]], layout, key);
+
+    // Garbage sender running during the transfer.
+    let stop = Arc::new(AtomicBool::new(false));
+    let garbage_sent: Arc<Vec<AtomicU64>> = Arc::new((0..3).map(|_| AtomicU64::new(0)).collect());
+    let g = {
+        let (stop, sent, a) = (Arc::clone(&stop), Arc::clone(&garbage_sent), a.clone());
+        std::thread::spawn(move || {
+            let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let mut rng = Rng(99);
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) && i < 3000 {
+                let mut d = vec![0u8; 1 + rng.below(1500) as usize];
+                rng.fill(&mut d);
+                d[0] = b'X'; // never the magic
+                let t = i % 3;
+                s.send_to(&d, a[t]).expect("send garbage");
+                sent[t].fetch_add(1, Ordering::Relaxed);
+                i += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+
+    // Random writes (many straddling block boundaries), avoiding the hole.
+    let mut model = vec![0u8; SIZE as usize];
+    let mut rng = Rng(0x5eed);
+    let mut writes = 0;
+    let mut straddling = 0;
+    // Make sure the last block is written so the file has its full size.
+    let mut tail = vec![0u8; 10_000];
+    rng.fill(&mut tail);
+    meta.write(SIZE - 10_000, &tail);
+    model[(SIZE - 10_000) as usize..].copy_from_slice(&tail);
+    while writes < 150 {
+        let len = 1 + rng.below(200_000);
+        let off = rng.below(SIZE - len);
+        if off < HOLE.0 + HOLE.1 && off + len > HOLE.0 {
+            continue;
+        }
+        if off / B != (off + len - 1) / B {
+            straddling += 1;
+        }
+        let mut d = vec![0u8; len as usize];
+        rng.fill(&mut d);
+        meta.write(off, &d);
+        model[off as usize..(off + len) as usize].copy_from_slice(&d);
+        writes += 1;
+    }
+    assert!(straddling > 100, "only {straddling} straddling writes");
+
+    // Random relay reads, including straddling ones through the routing list.
+    for _ in 0..150 {
+        let len = 1 + rng.below(300_000);
+        let off = rng.below(SIZE - len);
+        let got = meta.read(off, len);
+        assert!(got == model[off as usize..(off + len) as usize], "read {off}+{len} differs");
+    }
+    // Explicit thesis-style straddle: 8 KiB at 60 KiB, and a multi-hop read.
+    assert_eq!(meta.read(60 * 1024, 8192), model[60 * 1024..68 * 1024]);
+    let groups = meta.read_groups(100, 3 * B);
+    assert!(groups.iter().any(|g| g.len() >= 2), "expected a multi-hop read");
+    assert_eq!(meta.read(100, 3 * B), model[100..(100 + 3 * B) as usize]);
+    // Full sequential read, byte-exact.
+    let all = meta.read(0, SIZE);
+    assert!(all == model, "full read differs");
+    // The hole reads as zeros.
+    assert!(meta.read(HOLE.0, HOLE.1).iter().all(|b| *b == 0));
+    // Past the end of every local file: zeros.
+    assert!(meta.read(SIZE, 3 * B).iter().all(|b| *b == 0));
+
+    stop.store(true, Ordering::Relaxed);
+    g.join().expect("garbage thread");
+
+    // Replica chain: both members of viod 0 hold identical data.
+    let mut pb = [0u8; 64];
+    let rel = key.write_local_path(&mut pb).unwrap().to_string();
+    let f0 = std::fs::read(dirs[0].path().join(&rel)).expect("iod0 file");
+    let f1 = std::fs::read(dirs[1].path().join(&rel)).expect("iod1 file");
+    let f2 = std::fs::read(dirs[2].path().join(&rel)).expect("iod2 file");
+    assert!(!f0.is_empty() && f0 == f1, "replicas differ");
+    assert_eq!(f0.len() as u64, layout.local_len(0, SIZE).unwrap());
+    assert_eq!(f2.len() as u64, layout.local_len(1, SIZE).unwrap());
+    // Local layout follows the cyclic formula: check a few blocks.
+    for p in layout.pieces(0, SIZE).unwrap().step_by(7) {
+        let f = if p.viod == 0 { &f0 } else { &f2 };
+        let lo = p.local_offset as usize;
+        assert_eq!(&f[lo..lo + p.len as usize], &model[p.file_offset as usize..p.file_end() as usize]);
+    }
+
+    // COMMIT acks on every viod.
+    for ack in meta.commit() {
+        assert_eq!(ack.status, Status::Ok);
+    }
+
+    // Garbage was counted, nothing else disturbed.
+    let mut total_malformed = 0;
+    for (i, addr) in a.iter().enumerate() {
+        let s = meta.ping(*addr);
+        let sent = garbage_sent[i].load(Ordering::Relaxed);
+        assert!(s.malformed > 0 && s.malformed <= sent, "iod{i}: malformed {} sent {sent}", s.malformed);
+        assert!(s.requests > 0);
+        assert_eq!(s.errors, 0, "iod{i} errors");
+        total_malformed += s.malformed;
+    }
+    assert!(total_malformed > 100);
+    let before = meta.ping(a[2]);
+    assert!(before.bytes_written > 0 && before.bytes_read > 0);
+
+    // A request with an unknown protocol version is dropped and counted.
+    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut buf = vec![0u8; 64];
+    let n = Message::new(777, Body::Ping).encode(&mut buf).unwrap();
+    buf[4] = 9; // version
+    probe.send_to(&buf[..n], a[2]).unwrap();
+    probe.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let mut r = [0u8; 128];
+    assert!(probe.recv_from(&mut r).is_err(), "bad version must get no answer");
+    let after = meta.ping(a[2]);
+    assert_eq!(after.malformed, before.malformed + 1);
+
+    // TRUNCATE to a size inside a block, then zeros past the cut.
+    let cut = 2 * MIB + 12_345;
+    for ack in meta.truncate(cut) {
+        assert_eq!(ack.status, Status::Ok);
+    }
+    let f0 = std::fs::metadata(dirs[0].path().join(&rel)).unwrap().len();
+    let f1 = std::fs::metadata(dirs[1].path().join(&rel)).unwrap().len();
+    let f2 = std::fs::metadata(dirs[2].path().join(&rel)).unwrap().len();
+    assert_eq!((f0, f1, f2), (layout.local_len(0, cut).unwrap(), layout.local_len(0, cut).unwrap(), layout.local_len(1, cut).unwrap()));
+    assert_eq!(meta.read(0, cut), model[..cut as usize]);
+    assert!(meta.read(cut, SIZE - cut).iter().all(|b| *b == 0), "data past the cut");
+    // Grow again: the old bytes between cut and the new write stay zero.
+    meta.write(5 * MIB, b"regrown");
+    let z = meta.read(cut, 5 * MIB - cut);
+    assert!(z.iter().all(|b| *b == 0), "stale data reappeared after truncate");
+    assert_eq!(meta.read(5 * MIB, 7), b"regrown");
+
+    // UNLINK removes every local file; a second UNLINK is fine.
+    let acks = meta.unlink();
+    assert_eq!(acks.iter().map(|a| a.value).collect::<Vec<_>>(), vec![1, 1, 1]);
+    assert!(acks.iter().all(|a| a.status == Status::Ok));
+    for d in &dirs {
+        assert!(!d.path().join(&rel).exists(), "local file still there");
+    }
+    let acks = meta.unlink();
+    assert!(acks.iter().all(|a| a.status == Status::Ok && a.value == 0));
+    // Reading a deleted file yields zeros (no stale data).
+    assert!(meta.read(0, 100_000).iter().all(|b| *b == 0));
+}
+
+#[test]
+fn write_error_is_acked_to_origin() {
+    // A member whose data directory is unusable answers an error ack at once.
+    let good = tempfile::tempdir().unwrap();
+    let bad = tempfile::tempdir().unwrap();
+    let g = spawn_iod(good.path());
+    let b = spawn_iod(bad.path());
+    // Replace the bad iod's data dir content with a file where a
+    // sub-directory must go: make every hashed dir creation fail.
+    let key = FileKey::new(1, 2, 3);
+    let mut pb = [0u8; 64];
+    let rel = key.write_local_path(&mut pb).unwrap().to_string();
+    let first = rel.split('/').next().unwrap();
+    std::fs::write(bad.path().join(first), b"not a directory").unwrap();
+    let layout = StripeLayout::new(B as u32, 1, 0).unwrap();
+    let meta = Meta::new("127.0.0.1:0".parse().unwrap(), vec![vec![g.addr, b.addr]], layout, key);
+    let req = meta.encode(
+        meta.id(),
+        g.addr,
+        Body::Write(nfsp_proto::wire::Write {
+            key,
+            local_offset: 0,
+            chain: nfsp_proto::wire::Chain { origin: meta.addr, members: nfsp_proto::wire::List::Items(&[b.addr]) },
+            data: b"hello",
+        }),
+    );
+    let r = meta.transact(&[req]);
+    match Message::decode(&r[0]).unwrap().body {
+        Body::Ack(a) => assert_eq!(a.status, Status::Io),
+        other => panic!("expected ack, got {other:?}"),
+    }
+    // The head of the chain did write its copy.
+    assert_eq!(std::fs::read(good.path().join(&rel)).unwrap(), b"hello");
+    assert_eq!(meta.ping(b.addr).errors, 1);
+}
