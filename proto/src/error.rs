@@ -84,3 +84,5 @@ impl fmt::Display for ProtoError {
         }
     }
 }
+
+impl core::error::Error for ProtoError {}
