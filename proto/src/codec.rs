@@ -99,8 +99,14 @@ impl<'a> Writer<'a> {
     }
     /// Append bytes.
     pub fn put(&mut self, data: &[u8]) -> Result<()> {
-        let end = self.pos.checked_add(data.len()).ok_or(ProtoError::Overflow)?;
-        let dst = self.buf.get_mut(self.pos..end).ok_or(ProtoError::BufferTooSmall)?;
+        let end = self
+            .pos
+            .checked_add(data.len())
+            .ok_or(ProtoError::Overflow)?;
+        let dst = self
+            .buf
+            .get_mut(self.pos..end)
+            .ok_or(ProtoError::BufferTooSmall)?;
         dst.copy_from_slice(data);
         self.pos = end;
         Ok(())
@@ -108,7 +114,10 @@ impl<'a> Writer<'a> {
     /// Append `n` zero bytes.
     pub fn zeros(&mut self, n: usize) -> Result<()> {
         let end = self.pos.checked_add(n).ok_or(ProtoError::Overflow)?;
-        let dst = self.buf.get_mut(self.pos..end).ok_or(ProtoError::BufferTooSmall)?;
+        let dst = self
+            .buf
+            .get_mut(self.pos..end)
+            .ok_or(ProtoError::BufferTooSmall)?;
         dst.fill(0);
         self.pos = end;
         Ok(())
@@ -119,7 +128,10 @@ impl<'a> Writer<'a> {
         if end > self.pos {
             return Err(ProtoError::BufferTooSmall);
         }
-        let dst = self.buf.get_mut(at..end).ok_or(ProtoError::BufferTooSmall)?;
+        let dst = self
+            .buf
+            .get_mut(at..end)
+            .ok_or(ProtoError::BufferTooSmall)?;
         dst.copy_from_slice(&v.to_le_bytes());
         Ok(())
     }

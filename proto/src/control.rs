@@ -383,8 +383,9 @@ fn kv(word: Option<&str>, key: &'static str) -> Result<u64> {
 
 fn is_name(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_'
+        })
 }
 
 impl<'a> Answer<'a> {
@@ -405,7 +406,10 @@ impl<'a> Answer<'a> {
                     .find(errno)
                     .and_then(|i| i.checked_add(errno.len()))
                     .ok_or(ProtoError::InvalidField("errno"))?;
-                let message = l.get(start..).unwrap_or("").trim_matches(|c: char| c.is_ascii_whitespace());
+                let message = l
+                    .get(start..)
+                    .unwrap_or("")
+                    .trim_matches(|c: char| c.is_ascii_whitespace());
                 return Ok(Answer::Error { errno, message });
             }
             "viod" => {
@@ -434,7 +438,10 @@ impl<'a> Answer<'a> {
                 if !is_name(name) {
                     return Err(ProtoError::InvalidField("name"));
                 }
-                let value = parse_u64(w.next().ok_or(ProtoError::MissingArgument("VALUE"))?, "VALUE")?;
+                let value = parse_u64(
+                    w.next().ok_or(ProtoError::MissingArgument("VALUE"))?,
+                    "VALUE",
+                )?;
                 Answer::Stat { name, value }
             }
             _ => return Err(ProtoError::UnknownCommand),
@@ -489,16 +496,28 @@ mod tests {
         assert_eq!(Command::parse("del-viod x"), Err(BadViodId));
         assert_eq!(Command::parse("del-viod -1"), Err(BadViodId));
         assert_eq!(Command::parse("del-viod 4294967296"), Err(BadViodId));
-        assert_eq!(Command::parse("add-viod 1"), Err(MissingArgument("ADDR:PORT")));
+        assert_eq!(
+            Command::parse("add-viod 1"),
+            Err(MissingArgument("ADDR:PORT"))
+        );
         assert_eq!(Command::parse("add-viod 1 1.2.3.4"), Err(BadAddress));
         assert_eq!(Command::parse("add-viod 1 ::1:7000"), Err(BadAddress));
         assert_eq!(Command::parse("add-iod 1 1.2.3.4:70000"), Err(BadAddress));
         let nine = "add-viod 1 1.1.1.1:1 1.1.1.1:2 1.1.1.1:3 1.1.1.1:4 1.1.1.1:5 1.1.1.1:6 1.1.1.1:7 1.1.1.1:8 1.1.1.1:9";
         assert_eq!(Command::parse(nine), Err(TooMany("members")));
         assert_eq!(Command::parse("list x"), Err(TrailingGarbage));
-        assert_eq!(Command::parse("del-iod 1 1.1.1.1:1 x"), Err(TrailingGarbage));
-        assert_eq!(Command::parse("set-state 1 1.1.1.1:1 sideways"), Err(InvalidField("state")));
-        assert_eq!(Command::parse("set-state 1 1.1.1.1:1"), Err(MissingArgument("STATE")));
+        assert_eq!(
+            Command::parse("del-iod 1 1.1.1.1:1 x"),
+            Err(TrailingGarbage)
+        );
+        assert_eq!(
+            Command::parse("set-state 1 1.1.1.1:1 sideways"),
+            Err(InvalidField("state"))
+        );
+        assert_eq!(
+            Command::parse("set-state 1 1.1.1.1:1"),
+            Err(MissingArgument("STATE"))
+        );
         assert_eq!(Command::parse("timeout 0"), Err(BadNumber("MS")));
         assert_eq!(Command::parse("timeout 3600001"), Err(BadNumber("MS")));
         let long: String = core::iter::repeat_n('x', MAX_LINE + 1).collect();
@@ -527,14 +546,35 @@ mod tests {
         assert_eq!(Answer::parse("ok\n"), Ok(Answer::Ok));
         assert_eq!(
             Answer::parse("error EINVAL bad viod id\n"),
-            Ok(Answer::Error { errno: "EINVAL", message: "bad viod id" })
+            Ok(Answer::Error {
+                errno: "EINVAL",
+                message: "bad viod id"
+            })
         );
-        assert_eq!(Answer::parse("error ENOENT"), Ok(Answer::Error { errno: "ENOENT", message: "" }));
-        assert_eq!(Answer::parse("stat reads 5"), Ok(Answer::Stat { name: "reads", value: 5 }));
+        assert_eq!(
+            Answer::parse("error ENOENT"),
+            Ok(Answer::Error {
+                errno: "ENOENT",
+                message: ""
+            })
+        );
+        assert_eq!(
+            Answer::parse("stat reads 5"),
+            Ok(Answer::Stat {
+                name: "reads",
+                value: 5
+            })
+        );
         let e = ProtoError::BadViodId;
         let el = ErrorLine(&e).to_string();
         assert_eq!(el, "error EINVAL bad viod id");
-        assert!(matches!(Answer::parse(&el), Ok(Answer::Error { errno: "EINVAL", .. })));
+        assert!(matches!(
+            Answer::parse(&el),
+            Ok(Answer::Error {
+                errno: "EINVAL",
+                ..
+            })
+        ));
         assert!(Answer::parse("").is_err());
         assert!(Answer::parse("okay").is_err());
         assert!(Answer::parse("ok more").is_err());
@@ -543,7 +583,14 @@ mod tests {
         assert!(Answer::parse("viod 3 iod [::1]:7000 down requests=10").is_err());
         assert!(Answer::parse(&s.replace("bytes=", "byte=")).is_err());
         assert!(Answer::parse(&(s.clone() + " extra")).is_err());
-        for a in [Answer::Ok, Answer::Stat { name: "x", value: 1 }, Answer::Member(l)] {
+        for a in [
+            Answer::Ok,
+            Answer::Stat {
+                name: "x",
+                value: 1,
+            },
+            Answer::Member(l),
+        ] {
             assert_eq!(Answer::parse(&a.to_string()), Ok(a));
         }
     }

@@ -57,7 +57,11 @@ fn parse_hex_u64(s: &[u8]) -> Result<u64> {
 impl FileKey {
     /// New key.
     pub fn new(export: u64, inode: u64, seed: u64) -> Self {
-        FileKey { export, inode, seed }
+        FileKey {
+            export,
+            inode,
+            seed,
+        }
     }
 
     /// The documented placement hash.
@@ -97,7 +101,9 @@ impl FileKey {
 
     /// Write the file name `export-inode-seed` into `buf`.
     pub fn write_file_name<'b>(&self, buf: &'b mut [u8]) -> Result<&'b str> {
-        let out = buf.get_mut(..FILE_NAME_LEN).ok_or(ProtoError::BufferTooSmall)?;
+        let out = buf
+            .get_mut(..FILE_NAME_LEN)
+            .ok_or(ProtoError::BufferTooSmall)?;
         put_hex_u64(&mut out[0..16], self.export);
         out[16] = b'-';
         put_hex_u64(&mut out[17..33], self.inode);
@@ -109,7 +115,9 @@ impl FileKey {
     /// Write the local path `ab/cd/export-inode-seed` into `buf`
     /// (at least [`LOCAL_PATH_LEN`] bytes).
     pub fn write_local_path<'b>(&self, buf: &'b mut [u8]) -> Result<&'b str> {
-        let out = buf.get_mut(..LOCAL_PATH_LEN).ok_or(ProtoError::BufferTooSmall)?;
+        let out = buf
+            .get_mut(..LOCAL_PATH_LEN)
+            .ok_or(ProtoError::BufferTooSmall)?;
         let (a, b) = self.subdirs();
         out[0] = HEX[(a >> 4) as usize];
         out[1] = HEX[(a & 0xf) as usize];
@@ -131,7 +139,9 @@ impl FileKey {
             return Err(ProtoError::InvalidField("file name"));
         }
         let part = |r: core::ops::Range<usize>| {
-            b.get(r).ok_or(ProtoError::InvalidField("file name")).and_then(parse_hex_u64)
+            b.get(r)
+                .ok_or(ProtoError::InvalidField("file name"))
+                .and_then(parse_hex_u64)
         };
         Ok(FileKey {
             export: part(0..16)?,
@@ -143,7 +153,9 @@ impl FileKey {
     /// Parse a full local path `ab/cd/name` and check that the
     /// sub-directories match the hash (a misplaced file is an error).
     pub fn parse_local_path(path: &str) -> Result<Self> {
-        let name = path.get(6..).ok_or(ProtoError::InvalidField("local path"))?;
+        let name = path
+            .get(6..)
+            .ok_or(ProtoError::InvalidField("local path"))?;
         let key = Self::parse_file_name(name)?;
         let mut buf = [0u8; LOCAL_PATH_LEN];
         if key.write_local_path(&mut buf)? != path {
@@ -179,7 +191,10 @@ mod tests {
     #[test]
     fn errors() {
         let k = FileKey::new(0xabc, 2, 3);
-        assert_eq!(k.write_local_path(&mut [0u8; 10]), Err(ProtoError::BufferTooSmall));
+        assert_eq!(
+            k.write_local_path(&mut [0u8; 10]),
+            Err(ProtoError::BufferTooSmall)
+        );
         let mut buf = [0u8; LOCAL_PATH_LEN];
         let p = k.write_local_path(&mut buf).unwrap().to_owned();
         assert!(FileKey::parse_file_name("").is_err());

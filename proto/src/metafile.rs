@@ -83,7 +83,9 @@ impl MetaHeader {
             return Err(ProtoError::InvalidField("flags"));
         }
         self.layout()?;
-        let out = buf.get_mut(..HEADER_LEN).ok_or(ProtoError::BufferTooSmall)?;
+        let out = buf
+            .get_mut(..HEADER_LEN)
+            .ok_or(ProtoError::BufferTooSmall)?;
         let mut w = Writer::new(out);
         w.put(&MAGIC)?;
         w.u16_le(VERSION)?;
@@ -111,7 +113,9 @@ impl MetaHeader {
             return Err(ProtoError::BadVersion);
         }
         let body = buf.get(..HEADER_LEN - 4).ok_or(ProtoError::Truncated)?;
-        let crc_bytes = buf.get(HEADER_LEN - 4..HEADER_LEN).ok_or(ProtoError::Truncated)?;
+        let crc_bytes = buf
+            .get(HEADER_LEN - 4..HEADER_LEN)
+            .ok_or(ProtoError::Truncated)?;
         let mut c = [0u8; 4];
         c.copy_from_slice(crc_bytes);
         if crc32c(body) != u32::from_le_bytes(c) {
@@ -175,7 +179,10 @@ mod tests {
         for n in 0..HEADER_LEN {
             assert!(MetaHeader::decode(&b[..n]).is_err(), "len {n}");
         }
-        assert_eq!(MetaHeader::decode(&b[..HEADER_LEN - 1]), Err(ProtoError::Truncated));
+        assert_eq!(
+            MetaHeader::decode(&b[..HEADER_LEN - 1]),
+            Err(ProtoError::Truncated)
+        );
         let mut x = b;
         x[0] = b'X';
         assert_eq!(MetaHeader::decode(&x), Err(ProtoError::BadMagic));
@@ -201,9 +208,18 @@ mod tests {
     #[test]
     fn nonsense_fields() {
         let bs = ProtoError::InvalidField("block_size");
-        assert_eq!(with(|b| b[12..16].copy_from_slice(&0u32.to_le_bytes())), Err(bs));
-        assert_eq!(with(|b| b[12..16].copy_from_slice(&5000u32.to_le_bytes())), Err(bs));
-        assert_eq!(with(|b| b[12..16].copy_from_slice(&(2u32 << 20).to_le_bytes())), Err(bs));
+        assert_eq!(
+            with(|b| b[12..16].copy_from_slice(&0u32.to_le_bytes())),
+            Err(bs)
+        );
+        assert_eq!(
+            with(|b| b[12..16].copy_from_slice(&5000u32.to_le_bytes())),
+            Err(bs)
+        );
+        assert_eq!(
+            with(|b| b[12..16].copy_from_slice(&(2u32 << 20).to_le_bytes())),
+            Err(bs)
+        );
         assert_eq!(
             with(|b| b[16..20].copy_from_slice(&0u32.to_le_bytes())),
             Err(ProtoError::InvalidField("width"))
@@ -213,7 +229,10 @@ mod tests {
             Err(ProtoError::InvalidField("first_viod"))
         );
         assert_eq!(with(|b| b[10] = 1), Err(ProtoError::InvalidField("flags")));
-        assert_eq!(with(|b| b[40] = 1), Err(ProtoError::InvalidField("reserved")));
+        assert_eq!(
+            with(|b| b[40] = 1),
+            Err(ProtoError::InvalidField("reserved"))
+        );
         let mut h = sample();
         h.width = 0;
         assert!(h.encode(&mut [0u8; 64]).is_err());

@@ -179,7 +179,10 @@ impl ReadReplyPrefix {
         if vlen > 400 {
             return Err(ProtoError::InvalidField("verifier"));
         }
-        r.bytes(vlen.checked_add(xdr_pad_len(vlen)).ok_or(ProtoError::Overflow)?)?;
+        r.bytes(
+            vlen.checked_add(xdr_pad_len(vlen))
+                .ok_or(ProtoError::Overflow)?,
+        )?;
         expect(&mut r, 0, "accept_stat")?;
         expect(&mut r, 0, "nfsstat3")?;
         expect(&mut r, 1, "attributes_follow")?;
@@ -311,15 +314,29 @@ mod tests {
             rdev: (0, 0),
             fsid: 0x42,
             fileid: 0x4242_4242,
-            atime: NfsTime3 { seconds: 1, nseconds: 2 },
-            mtime: NfsTime3 { seconds: 3, nseconds: 4 },
-            ctime: NfsTime3 { seconds: 5, nseconds: 6 },
+            atime: NfsTime3 {
+                seconds: 1,
+                nseconds: 2,
+            },
+            mtime: NfsTime3 {
+                seconds: 3,
+                nseconds: 4,
+            },
+            ctime: NfsTime3 {
+                seconds: 5,
+                nseconds: 6,
+            },
         }
     }
 
     #[test]
     fn reply_round_trip() {
-        let p = ReadReplyPrefix { xid: 0xdeadbeef, attr: attr(), count: 5, eof: true };
+        let p = ReadReplyPrefix {
+            xid: 0xdeadbeef,
+            attr: attr(),
+            count: 5,
+            eof: true,
+        };
         let mut b = [0u8; 256];
         let n = p.encode(&mut b).unwrap();
         assert_eq!(n, READ_REPLY_PREFIX_LEN);
@@ -337,12 +354,20 @@ mod tests {
         assert_eq!(p.encode(&mut [0u8; 127]), Err(ProtoError::BufferTooSmall));
         let mut x = b;
         x[7] = 0;
-        assert_eq!(ReadReplyPrefix::decode(&x[..n], false), Err(ProtoError::InvalidField("msg_type")));
+        assert_eq!(
+            ReadReplyPrefix::decode(&x[..n], false),
+            Err(ProtoError::InvalidField("msg_type"))
+        );
     }
 
     #[test]
     fn call_round_trip() {
-        let c = ReadCall { xid: 9, fh: &[1, 2, 3, 4, 5], offset: 65536, count: 32768 };
+        let c = ReadCall {
+            xid: 9,
+            fh: &[1, 2, 3, 4, 5],
+            offset: 65536,
+            count: 32768,
+        };
         let mut b = [0u8; 256];
         let n = c.encode(&mut b).unwrap();
         assert_eq!(n % 4, 0);

@@ -175,15 +175,30 @@ mod tests {
         let mut it = l.pieces(42 * K, 93 * K).unwrap();
         assert_eq!(
             it.next(),
-            Some(Piece { viod: 0, file_offset: 42 * K, local_offset: 42 * K, len: 22 * K })
+            Some(Piece {
+                viod: 0,
+                file_offset: 42 * K,
+                local_offset: 42 * K,
+                len: 22 * K
+            })
         );
         assert_eq!(
             it.next(),
-            Some(Piece { viod: 1, file_offset: 64 * K, local_offset: 0, len: 64 * K })
+            Some(Piece {
+                viod: 1,
+                file_offset: 64 * K,
+                local_offset: 0,
+                len: 64 * K
+            })
         );
         assert_eq!(
             it.next(),
-            Some(Piece { viod: 0, file_offset: 128 * K, local_offset: 64 * K, len: 7 * K })
+            Some(Piece {
+                viod: 0,
+                file_offset: 128 * K,
+                local_offset: 64 * K,
+                len: 7 * K
+            })
         );
         assert_eq!(it.next(), None);
         assert_eq!(43008, 42 * K);
@@ -208,7 +223,11 @@ mod tests {
         let l = StripeLayout::new(4096, 2, 0).unwrap();
         assert_eq!(l.pieces(u64::MAX, 1).err(), Some(ProtoError::Overflow));
         assert_eq!(l.pieces(u64::MAX, 0).unwrap().count(), 0);
-        let bad = StripeLayout { block_size: 0, width: 1, first_viod: 0 };
+        let bad = StripeLayout {
+            block_size: 0,
+            width: 1,
+            first_viod: 0,
+        };
         assert!(bad.pieces(0, 1).is_err());
         // Near the top of the range: no overflow panic.
         let n = l.pieces(u64::MAX - 5000, 5000).unwrap().count();

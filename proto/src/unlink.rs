@@ -45,8 +45,14 @@ pub struct UnlinkRecord {
 impl UnlinkRecord {
     /// Encode into `buf` (>= 64 bytes).
     pub fn encode(&self, buf: &mut [u8]) -> Result<usize> {
-        validate_layout(self.layout.block_size, self.layout.width, self.layout.first_viod)?;
-        let out = buf.get_mut(..RECORD_LEN).ok_or(ProtoError::BufferTooSmall)?;
+        validate_layout(
+            self.layout.block_size,
+            self.layout.width,
+            self.layout.first_viod,
+        )?;
+        let out = buf
+            .get_mut(..RECORD_LEN)
+            .ok_or(ProtoError::BufferTooSmall)?;
         let mut w = Writer::new(out);
         w.u32_le(RECORD_MAGIC)?;
         w.u16_le(VERSION)?;
@@ -161,7 +167,11 @@ mod tests {
             seq: 77,
             key: FileKey::new(1, 2, 3),
             real_size: 1 << 30,
-            layout: StripeLayout { block_size: 65536, width: 8, first_viod: 5 },
+            layout: StripeLayout {
+                block_size: 65536,
+                width: 8,
+                first_viod: 5,
+            },
         }
     }
 
@@ -189,11 +199,17 @@ mod tests {
         x[56..60].copy_from_slice(&9u32.to_le_bytes()); // first_viod >= width
         let crc = crc32c(&x[..60]);
         x[60..].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(UnlinkRecord::decode(&x), Err(ProtoError::InvalidField("first_viod")));
+        assert_eq!(
+            UnlinkRecord::decode(&x),
+            Err(ProtoError::InvalidField("first_viod"))
+        );
         let mut bad = rec();
         bad.layout.block_size = 100;
         assert!(bad.encode(&mut b).is_err());
-        assert_eq!(rec().encode(&mut [0u8; 63]), Err(ProtoError::BufferTooSmall));
+        assert_eq!(
+            rec().encode(&mut [0u8; 63]),
+            Err(ProtoError::BufferTooSmall)
+        );
     }
 
     #[test]
@@ -206,7 +222,10 @@ mod tests {
         assert!(UnlinkAck { first: 2, last: 1 }.encode(&mut b).is_err());
         let mut x = b;
         x[8..16].copy_from_slice(&100u64.to_le_bytes());
-        assert_eq!(UnlinkAck::decode(&x), Err(ProtoError::InvalidField("range")));
+        assert_eq!(
+            UnlinkAck::decode(&x),
+            Err(ProtoError::InvalidField("range"))
+        );
         assert_eq!(UnlinkAck::decode(&b[..23]), Err(ProtoError::Truncated));
         let mut x = b;
         x[1] = 0;

@@ -172,7 +172,12 @@ pub fn get_addr(r: &mut Reader<'_>) -> Result<SocketAddr> {
             let o = Ipv4Addr::new(ip[0], ip[1], ip[2], ip[3]);
             Ok(SocketAddr::V4(SocketAddrV4::new(o, port)))
         }
-        6 => Ok(SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(ip), port, 0, scope))),
+        6 => Ok(SocketAddr::V6(SocketAddrV6::new(
+            Ipv6Addr::from(ip),
+            port,
+            0,
+            scope,
+        ))),
         _ => Err(ProtoError::InvalidField("address family")),
     }
 }
@@ -385,7 +390,10 @@ impl Read<'_> {
         append_len: usize,
         buf: &mut [u8],
     ) -> Result<(Hop, usize)> {
-        let hop = self.routes.first().ok_or(ProtoError::InvalidField("routes"))?;
+        let hop = self
+            .routes
+            .first()
+            .ok_or(ProtoError::InvalidField("routes"))?;
         let gathered_len = self
             .gathered
             .len()
@@ -393,7 +401,14 @@ impl Read<'_> {
             .ok_or(ProtoError::Overflow)?;
         let mut w = Writer::new(buf);
         put_header(&mut w, MsgType::Read, 0, request_id, auth_tag)?;
-        encode_read_fixed(&mut w, &self.key, hop.local_offset, hop.len, &self.routes.rest(), &self.reply)?;
+        encode_read_fixed(
+            &mut w,
+            &self.key,
+            hop.local_offset,
+            hop.len,
+            &self.routes.rest(),
+            &self.reply,
+        )?;
         w.u32_le(u32::try_from(gathered_len).map_err(|_| ProtoError::Overflow)?)?;
         w.put(self.gathered)?;
         let n = w.position();
@@ -427,7 +442,13 @@ impl ReadReply<'_> {
             return Err(ProtoError::TooMany("data bytes"));
         }
         let mut w = Writer::new(buf);
-        put_header(&mut w, MsgType::ReadReply, 0, request_id, &[0; AUTH_TAG_LEN])?;
+        put_header(
+            &mut w,
+            MsgType::ReadReply,
+            0,
+            request_id,
+            &[0; AUTH_TAG_LEN],
+        )?;
         w.u8(status as u8)?;
         w.zeros(3)?;
         w.u32_le(data_len as u32)?;
@@ -709,7 +730,13 @@ impl<'a> Message<'a> {
     /// the decoder.
     pub fn encode(&self, buf: &mut [u8]) -> Result<usize> {
         let mut w = Writer::new(buf);
-        put_header(&mut w, self.body.msg_type(), self.flags, self.request_id, &self.auth_tag)?;
+        put_header(
+            &mut w,
+            self.body.msg_type(),
+            self.flags,
+            self.request_id,
+            &self.auth_tag,
+        )?;
         match &self.body {
             Body::Read(rd) => {
                 if rd.total_len()? > MAX_DATA_PER_MSG {
@@ -718,7 +745,14 @@ impl<'a> Message<'a> {
                 rd.local_offset
                     .checked_add(rd.len as u64)
                     .ok_or(ProtoError::Overflow)?;
-                encode_read_fixed(&mut w, &rd.key, rd.local_offset, rd.len, &rd.routes, &rd.reply)?;
+                encode_read_fixed(
+                    &mut w,
+                    &rd.key,
+                    rd.local_offset,
+                    rd.len,
+                    &rd.routes,
+                    &rd.reply,
+                )?;
                 put_data(&mut w, rd.gathered)?;
             }
             Body::ReadReply(rr) => {
@@ -996,8 +1030,16 @@ mod tests {
     #[test]
     fn round_trips() {
         let hops = [
-            Hop { addr: a4(7001), local_offset: 0, len: 4096 },
-            Hop { addr: a6(7002), local_offset: 65536, len: 100 },
+            Hop {
+                addr: a4(7001),
+                local_offset: 0,
+                len: 4096,
+            },
+            Hop {
+                addr: a6(7002),
+                local_offset: 65536,
+                len: 100,
+            },
         ];
         let hdr = [0xabu8; 128];
         rt(&Message::new(
@@ -1007,7 +1049,12 @@ mod tests {
                 local_offset: 61440,
                 len: 4096,
                 routes: List::Items(&hops),
-                reply: ReplySpec::Direct { client: a4(800), source: a4(2049), header: &hdr, pad: true },
+                reply: ReplySpec::Direct {
+                    client: a4(800),
+                    source: a4(2049),
+                    header: &hdr,
+                    pad: true,
+                },
                 gathered: b"xyz",
             }),
         ));
@@ -1022,22 +1069,64 @@ mod tests {
                 gathered: &[],
             }),
         ));
-        rt(&Message::new(9, Body::ReadReply(ReadReply { status: Status::Io, data: b"hello" })));
+        rt(&Message::new(
+            9,
+            Body::ReadReply(ReadReply {
+                status: Status::Io,
+                data: b"hello",
+            }),
+        ));
         let members = [a4(1), a6(2)];
-        let chain = Chain { origin: a4(3), members: List::Items(&members) };
-        rt(&Message::new(10, Body::Write(Write { key: KEY, local_offset: 5, chain, data: &[1; 1000] })));
+        let chain = Chain {
+            origin: a4(3),
+            members: List::Items(&members),
+        };
+        rt(&Message::new(
+            10,
+            Body::Write(Write {
+                key: KEY,
+                local_offset: 5,
+                chain,
+                data: &[1; 1000],
+            }),
+        ));
         rt(&Message::new(11, Body::Commit(Commit { key: KEY, chain })));
-        rt(&Message::new(12, Body::Truncate(Truncate { key: KEY, new_len: 77, chain })));
+        rt(&Message::new(
+            12,
+            Body::Truncate(Truncate {
+                key: KEY,
+                new_len: 77,
+                chain,
+            }),
+        ));
         let keys = [KEY, FileKey::new(4, 5, 6)];
-        rt(&Message::new(13, Body::Unlink(Unlink { keys: List::Items(&keys) })));
+        rt(&Message::new(
+            13,
+            Body::Unlink(Unlink {
+                keys: List::Items(&keys),
+            }),
+        ));
         rt(&Message::new(
             14,
-            Body::Ack(Ack { op: MsgType::Write, status: Status::Ok, value: 1000 }),
+            Body::Ack(Ack {
+                op: MsgType::Write,
+                status: Status::Ok,
+                value: 1000,
+            }),
         ));
         rt(&Message::new(15, Body::Ping));
         let mut m = Message::new(
             16,
-            Body::Pong(IodStats { uptime_s: 1, requests: 2, bytes_read: 3, bytes_written: 4, errors: 5, malformed: 6, drops: 7, in_flight: 8 }),
+            Body::Pong(IodStats {
+                uptime_s: 1,
+                requests: 2,
+                bytes_read: 3,
+                bytes_written: 4,
+                errors: 5,
+                malformed: 6,
+                drops: 7,
+                in_flight: 8,
+            }),
         );
         m.auth_tag = [9; 16];
         rt(&m);
@@ -1047,82 +1136,197 @@ mod tests {
     fn limits() {
         let mut b = [0u8; MAX_DATAGRAM];
         let big = [0u8; MAX_DATA_PER_MSG + 1];
-        let chain = Chain { origin: a4(3), members: List::Items(&[]) };
-        let w = Message::new(1, Body::Write(Write { key: KEY, local_offset: 0, chain, data: &big }));
+        let chain = Chain {
+            origin: a4(3),
+            members: List::Items(&[]),
+        };
+        let w = Message::new(
+            1,
+            Body::Write(Write {
+                key: KEY,
+                local_offset: 0,
+                chain,
+                data: &big,
+            }),
+        );
         assert_eq!(w.encode(&mut b), Err(ProtoError::TooMany("data bytes")));
-        let w = Message::new(1, Body::Write(Write { key: KEY, local_offset: u64::MAX, chain, data: &big[..2] }));
+        let w = Message::new(
+            1,
+            Body::Write(Write {
+                key: KEY,
+                local_offset: u64::MAX,
+                chain,
+                data: &big[..2],
+            }),
+        );
         assert_eq!(w.encode(&mut b), Err(ProtoError::Overflow));
         let members = [a4(1); MAX_CHAIN + 1];
-        let chain = Chain { origin: a4(3), members: List::Items(&members) };
-        assert!(Message::new(1, Body::Commit(Commit { key: KEY, chain })).encode(&mut b).is_err());
-        let hops = [Hop { addr: a4(1), local_offset: 0, len: 1 }; MAX_HOPS + 1];
-        let r = Read { key: KEY, local_offset: 0, len: 1, routes: List::Items(&hops), reply: ReplySpec::Relay { origin: a4(1) }, gathered: &[] };
+        let chain = Chain {
+            origin: a4(3),
+            members: List::Items(&members),
+        };
+        assert!(Message::new(1, Body::Commit(Commit { key: KEY, chain }))
+            .encode(&mut b)
+            .is_err());
+        let hops = [Hop {
+            addr: a4(1),
+            local_offset: 0,
+            len: 1,
+        }; MAX_HOPS + 1];
+        let r = Read {
+            key: KEY,
+            local_offset: 0,
+            len: 1,
+            routes: List::Items(&hops),
+            reply: ReplySpec::Relay { origin: a4(1) },
+            gathered: &[],
+        };
         assert!(Message::new(1, Body::Read(r)).encode(&mut b).is_err());
-        let r = Read { key: KEY, local_offset: 0, len: MAX_DATA_PER_MSG as u32, routes: List::Items(&[]), reply: ReplySpec::Relay { origin: a4(1) }, gathered: b"x" };
+        let r = Read {
+            key: KEY,
+            local_offset: 0,
+            len: MAX_DATA_PER_MSG as u32,
+            routes: List::Items(&[]),
+            reply: ReplySpec::Relay { origin: a4(1) },
+            gathered: b"x",
+        };
         assert!(Message::new(1, Body::Read(r)).encode(&mut b).is_err());
         let hdr = [0u8; MAX_REPLY_HEADER + 1];
-        let r = Read { key: KEY, local_offset: 0, len: 1, routes: List::Items(&[]), reply: ReplySpec::Direct { client: a4(1), source: a4(2), header: &hdr, pad: false }, gathered: &[] };
+        let r = Read {
+            key: KEY,
+            local_offset: 0,
+            len: 1,
+            routes: List::Items(&[]),
+            reply: ReplySpec::Direct {
+                client: a4(1),
+                source: a4(2),
+                header: &hdr,
+                pad: false,
+            },
+            gathered: &[],
+        };
         assert!(Message::new(1, Body::Read(r)).encode(&mut b).is_err());
-        assert_eq!(Message::new(1, Body::Ping).encode(&mut [0u8; 31]), Err(ProtoError::BufferTooSmall));
+        assert_eq!(
+            Message::new(1, Body::Ping).encode(&mut [0u8; 31]),
+            Err(ProtoError::BufferTooSmall)
+        );
         assert!(Message::decode(&b).is_err());
         // unknown header flags
         let n = Message::new(1, Body::Ping).encode(&mut b).unwrap();
         b[6] = 1;
-        assert_eq!(Message::decode(&b[..n]), Err(ProtoError::InvalidField("flags")));
+        assert_eq!(
+            Message::decode(&b[..n]),
+            Err(ProtoError::InvalidField("flags"))
+        );
     }
 
     #[test]
     fn bad_fields() {
         let mut b = [0u8; 256];
-        let n = Message::new(1, Body::Ack(Ack { op: MsgType::Commit, status: Status::Ok, value: 0 })).encode(&mut b).unwrap();
+        let n = Message::new(
+            1,
+            Body::Ack(Ack {
+                op: MsgType::Commit,
+                status: Status::Ok,
+                value: 0,
+            }),
+        )
+        .encode(&mut b)
+        .unwrap();
         let mut x = b;
         x[HEADER_LEN + 1] = 200;
-        assert_eq!(Message::decode(&x[..n]), Err(ProtoError::InvalidField("status")));
+        assert_eq!(
+            Message::decode(&x[..n]),
+            Err(ProtoError::InvalidField("status"))
+        );
         let mut x = b;
         x[HEADER_LEN] = 0;
         assert_eq!(Message::decode(&x[..n]), Err(ProtoError::BadType));
         // bad address family in a chain
-        let chain = Chain { origin: a4(3), members: List::Items(&[]) };
-        let n = Message::new(1, Body::Commit(Commit { key: KEY, chain })).encode(&mut b).unwrap();
+        let chain = Chain {
+            origin: a4(3),
+            members: List::Items(&[]),
+        };
+        let n = Message::new(1, Body::Commit(Commit { key: KEY, chain }))
+            .encode(&mut b)
+            .unwrap();
         let mut x = b;
         x[HEADER_LEN + FILE_KEY_LEN] = 5;
-        assert_eq!(Message::decode(&x[..n]), Err(ProtoError::InvalidField("address family")));
+        assert_eq!(
+            Message::decode(&x[..n]),
+            Err(ProtoError::InvalidField("address family"))
+        );
         // garbage in the unused part of an IPv4 address
         let mut x = b;
         x[HEADER_LEN + FILE_KEY_LEN + 23] = 1;
-        assert_eq!(Message::decode(&x[..n]), Err(ProtoError::InvalidField("address")));
+        assert_eq!(
+            Message::decode(&x[..n]),
+            Err(ProtoError::InvalidField("address"))
+        );
         // chain count too large
         let mut x = b;
         x[HEADER_LEN + FILE_KEY_LEN + ADDR_LEN] = 9;
-        assert_eq!(Message::decode(&x[..n]), Err(ProtoError::TooMany("chain members")));
+        assert_eq!(
+            Message::decode(&x[..n]),
+            Err(ProtoError::TooMany("chain members"))
+        );
     }
 
     #[test]
     fn forward() {
         let hops = [
-            Hop { addr: a4(7001), local_offset: 100, len: 3 },
-            Hop { addr: a4(7002), local_offset: 200, len: 2 },
+            Hop {
+                addr: a4(7001),
+                local_offset: 100,
+                len: 3,
+            },
+            Hop {
+                addr: a4(7002),
+                local_offset: 200,
+                len: 2,
+            },
         ];
-        let r = Read { key: KEY, local_offset: 0, len: 4, routes: List::Items(&hops), reply: ReplySpec::Relay { origin: a4(1) }, gathered: b"ab" };
+        let r = Read {
+            key: KEY,
+            local_offset: 0,
+            len: 4,
+            routes: List::Items(&hops),
+            reply: ReplySpec::Relay { origin: a4(1) },
+            gathered: b"ab",
+        };
         let mut b = [0u8; 1024];
         let (hop, n) = r.encode_forward_prefix(5, &[0; 16], 4, &mut b).unwrap();
         assert_eq!(hop, hops[0]);
         b[n..n + 4].copy_from_slice(b"cdef");
         let m = Message::decode(&b[..n + 4]).unwrap();
-        let Body::Read(f) = m.body else { panic!("not a read") };
+        let Body::Read(f) = m.body else {
+            panic!("not a read")
+        };
         assert_eq!(f.local_offset, 100);
         assert_eq!(f.len, 3);
         assert_eq!(f.gathered, b"abcdef");
         assert_eq!(f.routes.len(), 1);
         assert_eq!(f.routes.first(), Some(hops[1]));
         assert_eq!(f.total_len(), Ok(11));
-        let last = Read { routes: List::Items(&[]), ..r };
+        let last = Read {
+            routes: List::Items(&[]),
+            ..r
+        };
         assert!(last.encode_forward_prefix(5, &[0; 16], 4, &mut b).is_err());
         let n = ReadReply::encode_prefix(3, Status::Ok, 2, &mut b).unwrap();
         b[n..n + 2].copy_from_slice(b"zz");
         let m = Message::decode(&b[..n + 2]).unwrap();
-        assert_eq!(m.body, Body::ReadReply(ReadReply { status: Status::Ok, data: b"zz" }));
-        let c = Chain { origin: a4(1), members: List::Items(&[a4(2), a4(3)]) };
+        assert_eq!(
+            m.body,
+            Body::ReadReply(ReadReply {
+                status: Status::Ok,
+                data: b"zz"
+            })
+        );
+        let c = Chain {
+            origin: a4(1),
+            members: List::Items(&[a4(2), a4(3)]),
+        };
         let (n1, c1) = c.next().unwrap();
         assert_eq!(n1, a4(2));
         let (n2, c2) = c1.next().unwrap();

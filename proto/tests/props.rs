@@ -14,8 +14,10 @@ use proptest::prelude::*;
 
 fn addr() -> impl Strategy<Value = SocketAddr> {
     prop_oneof![
-        (any::<[u8; 4]>(), any::<u16>()).prop_map(|(o, p)| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(o), p))),
-        (any::<[u8; 16]>(), any::<u16>(), 0u32..4).prop_map(|(o, p, s)| SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(o), p, 0, s))),
+        (any::<[u8; 4]>(), any::<u16>())
+            .prop_map(|(o, p)| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(o), p))),
+        (any::<[u8; 16]>(), any::<u16>(), 0u32..4)
+            .prop_map(|(o, p, s)| SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(o), p, 0, s))),
     ]
 }
 
@@ -24,7 +26,13 @@ fn key() -> impl Strategy<Value = FileKey> {
 }
 
 fn layout() -> impl Strategy<Value = StripeLayout> {
-    (1u32..=(1 << 20), 1u32..=16).prop_flat_map(|(b, w)| (Just(b), Just(w), 0..w)).prop_map(|(b, w, f)| StripeLayout { block_size: b, width: w, first_viod: f })
+    (1u32..=(1 << 20), 1u32..=16)
+        .prop_flat_map(|(b, w)| (Just(b), Just(w), 0..w))
+        .prop_map(|(b, w, f)| StripeLayout {
+            block_size: b,
+            width: w,
+            first_viod: f,
+        })
 }
 
 proptest! {
@@ -179,13 +187,26 @@ proptest! {
 }
 
 fn command() -> impl Strategy<Value = Command> {
-    let st = prop_oneof![Just(IodState::Up), Just(IodState::Down), Just(IodState::Resync)];
+    let st = prop_oneof![
+        Just(IodState::Up),
+        Just(IodState::Down),
+        Just(IodState::Resync)
+    ];
     prop_oneof![
-        (any::<u32>(), proptest::collection::vec(addr(), 1..=8)).prop_map(|(id, m)| Command::AddViod { id, members: Members::from_slice(&m).unwrap() }),
+        (any::<u32>(), proptest::collection::vec(addr(), 1..=8)).prop_map(|(id, m)| {
+            Command::AddViod {
+                id,
+                members: Members::from_slice(&m).unwrap(),
+            }
+        }),
         any::<u32>().prop_map(|id| Command::DelViod { id }),
         (any::<u32>(), addr()).prop_map(|(viod, addr)| Command::AddIod { viod, addr }),
         (any::<u32>(), addr()).prop_map(|(viod, addr)| Command::DelIod { viod, addr }),
-        (any::<u32>(), addr(), st).prop_map(|(viod, addr, state)| Command::SetState { viod, addr, state }),
+        (any::<u32>(), addr(), st).prop_map(|(viod, addr, state)| Command::SetState {
+            viod,
+            addr,
+            state
+        }),
         Just(Command::List),
         Just(Command::Stats),
         (1u32..=3_600_000).prop_map(|ms| Command::Timeout { ms }),

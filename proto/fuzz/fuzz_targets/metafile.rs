@@ -9,7 +9,12 @@ fuzz_target!(|data: &[u8]| {
         h.encode(&mut b).expect("decoded header re-encodes");
         assert_eq!(MetaHeader::decode(&b), Ok(h));
         let l = h.layout().expect("valid layout");
-        for p in l.pieces(h.real_size / 2, 300_000).into_iter().flatten().take(64) {
+        for p in l
+            .pieces(h.real_size / 2, 300_000)
+            .into_iter()
+            .flatten()
+            .take(64)
+        {
             assert!(p.len > 0);
         }
         for v in 0..h.width.min(4) {

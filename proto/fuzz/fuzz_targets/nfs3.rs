@@ -13,6 +13,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(c) = ReadCall::decode(data) {
         let mut b = [0u8; 256];
         let n = c.encode(&mut b).expect("re-encodes");
-        assert_eq!(ReadCall::decode(&b[..n]).map(|x| (x.xid, x.offset, x.count)), Ok((c.xid, c.offset, c.count)));
+        assert_eq!(
+            ReadCall::decode(&b[..n]).map(|x| (x.xid, x.offset, x.count)),
+            Ok((c.xid, c.offset, c.count))
+        );
     }
 });

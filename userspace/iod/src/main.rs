@@ -38,7 +38,10 @@ struct Args {
 fn out(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
     let mut o = std::io::stdout().lock();
-    let _ = o.write_fmt(args).and_then(|_| o.write_all(b"\n")).and_then(|_| o.flush());
+    let _ = o
+        .write_fmt(args)
+        .and_then(|_| o.write_all(b"\n"))
+        .and_then(|_| o.flush());
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,7 +61,8 @@ fn main() -> anyhow::Result<()> {
         signal_hook::flag::register(sig, Arc::clone(&stop)).context("signal handler")?;
     }
     let usr1 = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&usr1)).context("signal handler")?;
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&usr1))
+        .context("signal handler")?;
     let handle = server.start(Arc::clone(&stop))?;
     // The line tests and scripts wait for.
     out(format_args!("iod listening on {addr}"));

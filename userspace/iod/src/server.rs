@@ -14,8 +14,8 @@ use anyhow::Context;
 use log::{debug, warn};
 use nfsp_proto::nfs3::xdr_pad_len;
 use nfsp_proto::wire::{
-    Ack, Body, Chain, Commit, Message, MsgType, Read, ReadReply, ReplySpec, Status, Truncate, Unlink,
-    Write, AUTH_TAG_LEN,
+    Ack, Body, Chain, Commit, Message, MsgType, Read, ReadReply, ReplySpec, Status, Truncate,
+    Unlink, Write, AUTH_TAG_LEN,
 };
 use nfsp_proto::FileKey;
 
@@ -177,7 +177,12 @@ fn worker(sock: UdpSocket, sh: Arc<Shared>, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Relaxed) {
         let (n, src) = match sock.recv_from(&mut rbuf) {
             Ok(x) => x,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
                 continue
             }
             Err(e) => {
@@ -190,7 +195,9 @@ fn worker(sock: UdpSocket, sh: Arc<Shared>, stop: Arc<AtomicBool>) {
             Ok(m) => m,
             Err(e) => {
                 Stats::add(&sh.stats.malformed, 1);
-                sh.warn_limited(format_args!("malformed datagram ({n} bytes) from {src}: {e}"));
+                sh.warn_limited(format_args!(
+                    "malformed datagram ({n} bytes) from {src}: {e}"
+                ));
                 continue;
             }
         };
@@ -213,7 +220,17 @@ fn send(sock: &UdpSocket, sh: &Shared, buf: &[u8], to: SocketAddr) {
     }
 }
 
-fn ack(sock: &UdpSocket, sh: &Shared, id: u64, op: MsgType, status: Status, value: u64, to: SocketAddr, sbuf: &mut [u8]) {
+#[allow(clippy::too_many_arguments)]
+fn ack(
+    sock: &UdpSocket,
+    sh: &Shared,
+    id: u64,
+    op: MsgType,
+    status: Status,
+    value: u64,
+    to: SocketAddr,
+    sbuf: &mut [u8],
+) {
     let m = Message::new(id, Body::Ack(Ack { op, status, value }));
     match m.encode(sbuf) {
         Ok(n) => send(sock, sh, sbuf.get(..n).unwrap_or(&[]), to),
@@ -231,7 +248,17 @@ fn handle<'a>(sock: &UdpSocket, sh: &Shared, msg: &Message<'a>, src: SocketAddr,
                 Stats::add(&sh.stats.bytes_written, w.data.len() as u64);
             }
             let fwd = move |chain: Chain<'a>| Body::Write(Write { chain, ..*w });
-            chain_step(sock, sh, msg, MsgType::Write, res, w.data.len() as u64, &w.chain, fwd, sbuf);
+            chain_step(
+                sock,
+                sh,
+                msg,
+                MsgType::Write,
+                res,
+                w.data.len() as u64,
+                &w.chain,
+                fwd,
+                sbuf,
+            );
         }
         Body::Commit(c) => {
             let res = sh.store.commit(&c.key);
@@ -241,7 +268,17 @@ fn handle<'a>(sock: &UdpSocket, sh: &Shared, msg: &Message<'a>, src: SocketAddr,
         Body::Truncate(t) => {
             let res = sh.store.truncate(&t.key, t.new_len);
             let fwd = move |chain: Chain<'a>| Body::Truncate(Truncate { chain, ..*t });
-            chain_step(sock, sh, msg, MsgType::Truncate, res, t.new_len, &t.chain, fwd, sbuf);
+            chain_step(
+                sock,
+                sh,
+                msg,
+                MsgType::Truncate,
+                res,
+                t.new_len,
+                &t.chain,
+                fwd,
+                sbuf,
+            );
         }
         Body::Unlink(u) => handle_unlink(sock, sh, id, u, src, sbuf),
         Body::Ping => {
@@ -252,7 +289,10 @@ fn handle<'a>(sock: &UdpSocket, sh: &Shared, msg: &Message<'a>, src: SocketAddr,
         }
         Body::ReadReply(_) | Body::Ack(_) | Body::Pong(_) => {
             Stats::add(&sh.stats.malformed, 1);
-            sh.warn_limited(format_args!("unexpected {:?} from {src}", msg.body.msg_type()));
+            sh.warn_limited(format_args!(
+                "unexpected {:?} from {src}",
+                msg.body.msg_type()
+            ));
         }
     }
 }
@@ -283,11 +323,29 @@ fn chain_step<'a>(
     if let Err(e) = res {
         Stats::add(&sh.stats.errors, 1);
         sh.warn_limited(format_args!("{op:?}: {e}"));
-        ack(sock, sh, msg.request_id, op, status_of(&e), 0, chain.origin, sbuf);
+        ack(
+            sock,
+            sh,
+            msg.request_id,
+            op,
+            status_of(&e),
+            0,
+            chain.origin,
+            sbuf,
+        );
         return;
     }
     match chain.next() {
-        None => ack(sock, sh, msg.request_id, op, Status::Ok, value, chain.origin, sbuf),
+        None => ack(
+            sock,
+            sh,
+            msg.request_id,
+            op,
+            Status::Ok,
+            value,
+            chain.origin,
+            sbuf,
+        ),
         Some((next, rest)) => {
             let m = Message {
                 body: fwd(rest),
@@ -298,14 +356,30 @@ fn chain_step<'a>(
                 Err(e) => {
                     Stats::add(&sh.stats.errors, 1);
                     sh.warn_limited(format_args!("encode forward: {e}"));
-                    ack(sock, sh, msg.request_id, op, Status::ForwardFailed, 0, chain.origin, sbuf);
+                    ack(
+                        sock,
+                        sh,
+                        msg.request_id,
+                        op,
+                        Status::ForwardFailed,
+                        0,
+                        chain.origin,
+                        sbuf,
+                    );
                 }
             }
         }
     }
 }
 
-fn handle_unlink(sock: &UdpSocket, sh: &Shared, id: u64, u: &Unlink<'_>, src: SocketAddr, sbuf: &mut [u8]) {
+fn handle_unlink(
+    sock: &UdpSocket,
+    sh: &Shared,
+    id: u64,
+    u: &Unlink<'_>,
+    src: SocketAddr,
+    sbuf: &mut [u8],
+) {
     let mut removed = 0u64;
     let mut status = Status::Ok;
     for key in u.keys.iter() {
@@ -337,7 +411,14 @@ fn read_into(sh: &Shared, key: &FileKey, offset: u64, dst: Option<&mut [u8]>) ->
     }
 }
 
-fn handle_read(sock: &UdpSocket, sh: &Shared, id: u64, tag: &[u8; AUTH_TAG_LEN], r: &Read<'_>, sbuf: &mut [u8]) {
+fn handle_read(
+    sock: &UdpSocket,
+    sh: &Shared,
+    id: u64,
+    tag: &[u8; AUTH_TAG_LEN],
+    r: &Read<'_>,
+    sbuf: &mut [u8],
+) {
     let len = r.len as usize;
     if !r.routes.is_empty() {
         // Straddling read: append our extent and forward to the next hop.
@@ -395,8 +476,14 @@ fn handle_read(sock: &UdpSocket, sh: &Shared, id: u64, tag: &[u8; AUTH_TAG_LEN],
                 Stats::add(&sh.stats.errors, 1);
                 return;
             }
-            let ok = sbuf.get_mut(..h).map(|d| d.copy_from_slice(header)).is_some()
-                && sbuf.get_mut(h..g_end).map(|d| d.copy_from_slice(r.gathered)).is_some()
+            let ok = sbuf
+                .get_mut(..h)
+                .map(|d| d.copy_from_slice(header))
+                .is_some()
+                && sbuf
+                    .get_mut(h..g_end)
+                    .map(|d| d.copy_from_slice(r.gathered))
+                    .is_some()
                 && read_into(sh, &r.key, r.local_offset, sbuf.get_mut(g_end..d_end))
                 && sbuf.get_mut(d_end..end).map(|d| d.fill(0)).is_some();
             if !ok {
@@ -415,7 +502,13 @@ fn handle_read(sock: &UdpSocket, sh: &Shared, id: u64, tag: &[u8; AUTH_TAG_LEN],
 }
 
 fn relay_error(sock: &UdpSocket, sh: &Shared, id: u64, origin: SocketAddr, sbuf: &mut [u8]) {
-    let m = Message::new(id, Body::ReadReply(ReadReply { status: Status::Io, data: &[] }));
+    let m = Message::new(
+        id,
+        Body::ReadReply(ReadReply {
+            status: Status::Io,
+            data: &[],
+        }),
+    );
     if let Ok(n) = m.encode(sbuf) {
         send(sock, sh, sbuf.get(..n).unwrap_or(&[]), origin);
     }

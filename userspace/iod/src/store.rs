@@ -61,7 +61,13 @@ impl Store {
         let p = self.path(key)?;
         let mut tries = 0;
         loop {
-            match OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&p) {
+            match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&p)
+            {
                 Ok(f) => return Ok((f, p)),
                 Err(e) if e.kind() == ErrorKind::NotFound && tries < 3 => {
                     tries += 1;
@@ -88,8 +94,12 @@ impl Store {
         };
         let mut done = 0usize;
         while done < out.len() {
-            let Some(dst) = out.get_mut(done..) else { break };
-            let Some(off) = offset.checked_add(done as u64) else { break };
+            let Some(dst) = out.get_mut(done..) else {
+                break;
+            };
+            let Some(off) = offset.checked_add(done as u64) else {
+                break;
+            };
             match f.read_at(dst, off) {
                 Ok(0) => break,
                 Ok(n) => done += n,
@@ -106,7 +116,8 @@ impl Store {
     /// Write `data` at `offset` (creating file and directories).
     pub fn write(&self, key: &FileKey, offset: u64, data: &[u8]) -> Result<(), StoreError> {
         let (f, p) = self.open_rw(key)?;
-        f.write_all_at(data, offset).map_err(|e| io_err("write", &p, e))
+        f.write_all_at(data, offset)
+            .map_err(|e| io_err("write", &p, e))
     }
 
     /// Flush file data to stable storage (a missing file is fine).

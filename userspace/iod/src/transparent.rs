@@ -36,7 +36,11 @@ fn setopt(fd: i32, level: i32, name: i32) -> io::Result<()> {
 /// Create a UDP socket bound to `source` even though `source` is not a
 /// local address.
 pub fn bind_transparent(source: SocketAddr) -> io::Result<UdpSocket> {
-    let domain = if source.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    let domain = if source.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
     // SAFETY: plain socket(2) call; the result is checked.
     let fd = unsafe { libc::socket(domain, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {

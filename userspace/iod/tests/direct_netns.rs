@@ -38,13 +38,23 @@ fn have(cmd: &str) -> bool {
 }
 
 fn sh(args: &[&str]) {
-    let st = Command::new(args[0]).args(&args[1..]).status().expect("run command");
+    let st = Command::new(args[0])
+        .args(&args[1..])
+        .status()
+        .expect("run command");
     assert!(st.success(), "command failed: {args:?}");
 }
 
 fn out(args: &[&str]) -> String {
-    let o = Command::new(args[0]).args(&args[1..]).output().expect("run command");
-    assert!(o.status.success(), "command failed: {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("run command");
+    assert!(
+        o.status.success(),
+        "command failed: {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
@@ -63,7 +73,10 @@ impl Drop for Topo {
             let _ = c.wait();
         }
         for ns in [&self.ns_iod, &self.ns_cli] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).stderr(Stdio::null()).status();
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }
@@ -79,10 +92,36 @@ fn setup() -> Topo {
     let veth_iod = format!("nfi{}", pid % 100_000);
     sh(&["ip", "netns", "add", &t.ns_iod]);
     sh(&["ip", "netns", "add", &t.ns_cli]);
-    sh(&["ip", "link", "add", &veth_iod, "netns", &t.ns_iod, "type", "veth", "peer", "name", &t.veth_cli, "netns", &t.ns_cli]);
-    for (ns, dev, ip) in [(&t.ns_iod, &veth_iod, IOD_IP), (&t.ns_cli, &t.veth_cli, CLIENT_IP)] {
+    sh(&[
+        "ip",
+        "link",
+        "add",
+        &veth_iod,
+        "netns",
+        &t.ns_iod,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &t.veth_cli,
+        "netns",
+        &t.ns_cli,
+    ]);
+    for (ns, dev, ip) in [
+        (&t.ns_iod, &veth_iod, IOD_IP),
+        (&t.ns_cli, &t.veth_cli, CLIENT_IP),
+    ] {
         sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-        sh(&["ip", "-n", ns, "addr", "add", &format!("{ip}/24"), "dev", dev]);
+        sh(&[
+            "ip",
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{ip}/24"),
+            "dev",
+            dev,
+        ]);
         sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
     }
     // The meta-server address lives nowhere: the client reaches it through
@@ -94,7 +133,20 @@ fn setup() -> Topo {
         .nth(1)
         .expect("iod veth MAC")
         .to_string();
-    sh(&["ip", "-n", &t.ns_cli, "neigh", "replace", "10.251.0.1", "lladdr", &mac, "dev", &t.veth_cli, "nud", "permanent"]);
+    sh(&[
+        "ip",
+        "-n",
+        &t.ns_cli,
+        "neigh",
+        "replace",
+        "10.251.0.1",
+        "lladdr",
+        &mac,
+        "dev",
+        &t.veth_cli,
+        "nud",
+        "permanent",
+    ]);
     t
 }
 
@@ -110,9 +162,18 @@ fn attr(size: u64) -> Fattr3 {
         rdev: (0, 0),
         fsid: 0x42,
         fileid: 0x4242_4242,
-        atime: NfsTime3 { seconds: 1_700_000_000, nseconds: 0 },
-        mtime: NfsTime3 { seconds: 1_700_000_000, nseconds: 0 },
-        ctime: NfsTime3 { seconds: 1_700_000_000, nseconds: 0 },
+        atime: NfsTime3 {
+            seconds: 1_700_000_000,
+            nseconds: 0,
+        },
+        mtime: NfsTime3 {
+            seconds: 1_700_000_000,
+            nseconds: 0,
+        },
+        ctime: NfsTime3 {
+            seconds: 1_700_000_000,
+            nseconds: 0,
+        },
     }
 }
 
@@ -121,26 +182,58 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
 }
 
 /// One direct-mode exchange; returns the client's (source, bytes).
 #[allow(clippy::too_many_arguments)]
-fn exchange(t: &mut Topo, iod: SocketAddr, key: FileKey, xid: u32, hops: &[Hop], eof: bool, size: u64) -> (SocketAddr, Vec<u8>, Vec<u8>) {
+fn exchange(
+    t: &mut Topo,
+    iod: SocketAddr,
+    key: FileKey,
+    xid: u32,
+    hops: &[Hop],
+    eof: bool,
+    size: u64,
+) -> (SocketAddr, Vec<u8>, Vec<u8>) {
     let probe = env!("CARGO_BIN_EXE_nfsp-udp-probe");
     let count: u32 = hops.iter().map(|h| h.len).sum();
     let mut client = Command::new("ip")
-        .args(["netns", "exec", &t.ns_cli, probe, "call", "--bind", &format!("{CLIENT_IP}:0"), "--server", META])
+        .args([
+            "netns",
+            "exec",
+            &t.ns_cli,
+            probe,
+            "call",
+            "--bind",
+            &format!("{CLIENT_IP}:0"),
+            "--server",
+            META,
+        ])
         .args(["--xid", &xid.to_string(), "--count", &count.to_string()])
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn client probe");
     let mut lines = BufReader::new(client.stdout.take().expect("stdout")).lines();
     let ready = lines.next().expect("client ready line").expect("read");
-    let client_addr: SocketAddr = ready.strip_prefix("ready ").expect("ready").parse().expect("client addr");
+    let client_addr: SocketAddr = ready
+        .strip_prefix("ready ")
+        .expect("ready")
+        .parse()
+        .expect("client addr");
 
     let mut header = [0u8; 128];
-    let n = ReadReplyPrefix { xid, attr: attr(size), count, eof }.encode(&mut header).expect("prefix");
+    let n = ReadReplyPrefix {
+        xid,
+        attr: attr(size),
+        count,
+        eof,
+    }
+    .encode(&mut header)
+    .expect("prefix");
     let req = Message::new(
         xid as u64,
         Body::Read(wire::Read {
@@ -148,13 +241,31 @@ fn exchange(t: &mut Topo, iod: SocketAddr, key: FileKey, xid: u32, hops: &[Hop],
             local_offset: hops[0].local_offset,
             len: hops[0].len,
             routes: List::Items(&hops[1..]),
-            reply: ReplySpec::Direct { client: client_addr, source: META.parse().unwrap(), header: &header[..n], pad: true },
+            reply: ReplySpec::Direct {
+                client: client_addr,
+                source: META.parse().unwrap(),
+                header: &header[..n],
+                pad: true,
+            },
             gathered: &[],
         }),
     );
     let mut b = vec![0u8; wire::MAX_DATAGRAM];
     let len = req.encode(&mut b).expect("encode");
-    sh(&["ip", "netns", "exec", &t.ns_iod, env!("CARGO_BIN_EXE_nfsp-udp-probe"), "send", "--bind", &format!("{IOD_IP}:0"), "--to", &iod.to_string(), "--hex", &hex(&b[..len])]);
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &t.ns_iod,
+        env!("CARGO_BIN_EXE_nfsp-udp-probe"),
+        "send",
+        "--bind",
+        &format!("{IOD_IP}:0"),
+        "--to",
+        &iod.to_string(),
+        "--hex",
+        &hex(&b[..len]),
+    ]);
 
     let line = lines.next().expect("client reply line").expect("read");
     let st = client.wait().expect("client exit");
@@ -170,7 +281,9 @@ fn exchange(t: &mut Topo, iod: SocketAddr, key: FileKey, xid: u32, hops: &[Hop],
 
 #[test]
 fn direct_read_reaches_client_from_meta_address() {
-    let require = std::env::var("NFSP_REQUIRE_ROOT_TESTS").map(|v| v == "1").unwrap_or(false);
+    let require = std::env::var("NFSP_REQUIRE_ROOT_TESTS")
+        .map(|v| v == "1")
+        .unwrap_or(false);
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     if !(root && have("ip") && have("tshark")) {
@@ -186,7 +299,17 @@ fn direct_read_reaches_client_from_meta_address() {
 
     // Capture in the client namespace.
     let mut tshark = Command::new("ip")
-        .args(["netns", "exec", &t.ns_cli, "tshark", "-i", &t.veth_cli, "-f", "udp", "-w"])
+        .args([
+            "netns",
+            "exec",
+            &t.ns_cli,
+            "tshark",
+            "-i",
+            &t.veth_cli,
+            "-f",
+            "udp",
+            "-w",
+        ])
         .arg(&pcap)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -198,7 +321,10 @@ fn direct_read_reaches_client_from_meta_address() {
     while !seen.contains("Capturing on") {
         let mut b = [0u8; 256];
         let n = err.read(&mut b).unwrap_or(0);
-        assert!(n > 0 && started.elapsed() < Duration::from_secs(30), "tshark did not start: {seen}");
+        assert!(
+            n > 0 && started.elapsed() < Duration::from_secs(30),
+            "tshark did not start: {seen}"
+        );
         seen.push_str(&String::from_utf8_lossy(&b[..n]));
     }
     let tshark_pid = tshark.id();
@@ -207,9 +333,19 @@ fn direct_read_reaches_client_from_meta_address() {
 
     // The iod in its namespace.
     let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &t.ns_iod, env!("CARGO_BIN_EXE_iod"), "--listen", &format!("{IOD_IP}:7000"), "--workers", "4", "--data"])
-        .arg(&data_dir)
-        .env("RUST_LOG", "warn");
+    cmd.args([
+        "netns",
+        "exec",
+        &t.ns_iod,
+        env!("CARGO_BIN_EXE_iod"),
+        "--listen",
+        &format!("{IOD_IP}:7000"),
+        "--workers",
+        "4",
+        "--data",
+    ])
+    .arg(&data_dir)
+    .env("RUST_LOG", "warn");
     let iod = common::spawn_iod_cmd(cmd);
     let iod_addr = iod.addr;
 
@@ -224,9 +360,17 @@ fn direct_read_reaches_client_from_meta_address() {
     std::fs::write(&path, &data).unwrap();
 
     // 1) small read with padding (1001 bytes -> 3 pad bytes).
-    let hops = [Hop { addr: iod_addr, local_offset: 5000, len: 1001 }];
+    let hops = [Hop {
+        addr: iod_addr,
+        local_offset: 5000,
+        len: 1001,
+    }];
     let (from, got, hdr) = exchange(&mut t, iod_addr, key, 0x1111_0001, &hops, false, 100_000);
-    assert_eq!(from, META.parse::<SocketAddr>().unwrap(), "reply source must be the meta-server");
+    assert_eq!(
+        from,
+        META.parse::<SocketAddr>().unwrap(),
+        "reply source must be the meta-server"
+    );
     let mut want = hdr.clone();
     want.extend_from_slice(&data[5000..6001]);
     want.extend_from_slice(&[0; 3]);
@@ -235,8 +379,16 @@ fn direct_read_reaches_client_from_meta_address() {
 
     // 2) 32 KiB read in two hops (straddling: the routing list) -> fragmented.
     let hops = [
-        Hop { addr: iod_addr, local_offset: 60_000, len: 16_384 },
-        Hop { addr: iod_addr, local_offset: 10_000, len: 16_384 },
+        Hop {
+            addr: iod_addr,
+            local_offset: 60_000,
+            len: 16_384,
+        },
+        Hop {
+            addr: iod_addr,
+            local_offset: 10_000,
+            len: 16_384,
+        },
     ];
     let (from, got, hdr) = exchange(&mut t, iod_addr, key, 0x1111_0002, &hops, true, 100_000);
     assert_eq!(from, META.parse::<SocketAddr>().unwrap());
@@ -246,7 +398,10 @@ fn direct_read_reaches_client_from_meta_address() {
     assert_eq!(got.len(), 128 + 32_768);
     assert!(got == want, "large reply bytes differ");
     let (p, d) = ReadReplyPrefix::decode(&got, true).expect("valid NFS reply");
-    assert_eq!((p.xid, p.count, p.eof, d.len()), (0x1111_0002, 32_768, true, 32_768));
+    assert_eq!(
+        (p.xid, p.count, p.eof, d.len()),
+        (0x1111_0002, 32_768, true, 32_768)
+    );
 
     // Stop the capture and let tshark decode it.
     std::thread::sleep(Duration::from_millis(500));
@@ -258,8 +413,25 @@ fn direct_read_reaches_client_from_meta_address() {
     t.children.clear();
     drop(iod);
     let fields = out(&[
-        "tshark", "-r", pcap.to_str().unwrap(), "-Y", "nfs && rpc.msgtyp == 1", "-T", "fields",
-        "-e", "rpc.xid", "-e", "nfs.procedure_v3", "-e", "nfs.count3", "-e", "nfs.read.eof", "-e", "ip.src", "-e", "udp.srcport",
+        "tshark",
+        "-r",
+        pcap.to_str().unwrap(),
+        "-Y",
+        "nfs && rpc.msgtyp == 1",
+        "-T",
+        "fields",
+        "-e",
+        "rpc.xid",
+        "-e",
+        "nfs.procedure_v3",
+        "-e",
+        "nfs.count3",
+        "-e",
+        "nfs.read.eof",
+        "-e",
+        "ip.src",
+        "-e",
+        "udp.srcport",
     ]);
     // nfs.read.eof is a boolean: "1"/"0" or "True"/"False" by version.
     let rows: Vec<Vec<&str>> = fields
@@ -276,9 +448,28 @@ fn direct_read_reaches_client_from_meta_address() {
         .collect();
     eprintln!("tshark replies: {rows:?}");
     assert_eq!(rows.len(), 2, "expected two NFS replies, got {fields:?}");
-    assert_eq!(rows[0], vec!["0x11110001", "6", "1001", "0", "10.251.0.1", "2049"]);
-    assert_eq!(rows[1], vec!["0x11110002", "6", "32768", "1", "10.251.0.1", "2049"]);
+    assert_eq!(
+        rows[0],
+        vec!["0x11110001", "6", "1001", "0", "10.251.0.1", "2049"]
+    );
+    assert_eq!(
+        rows[1],
+        vec!["0x11110002", "6", "32768", "1", "10.251.0.1", "2049"]
+    );
     // The large reply really was fragmented on the wire.
-    let frags = out(&["tshark", "-r", pcap.to_str().unwrap(), "-Y", "ip.flags.mf == 1", "-T", "fields", "-e", "ip.id"]);
-    assert!(frags.lines().count() >= 2, "32 KiB reply was not fragmented: {frags:?}");
+    let frags = out(&[
+        "tshark",
+        "-r",
+        pcap.to_str().unwrap(),
+        "-Y",
+        "ip.flags.mf == 1",
+        "-T",
+        "fields",
+        "-e",
+        "ip.id",
+    ]);
+    assert!(
+        frags.lines().count() >= 2,
+        "32 KiB reply was not fragmented: {frags:?}"
+    );
 }

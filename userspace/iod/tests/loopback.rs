@@ -22,13 +22,20 @@ const HOLE: (u64, u64) = (4 * MIB + 5000, 300_000);
 
 #[test]
 fn three_iods_end_to_end() {
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("tempdir")).collect();
+    let dirs: Vec<tempfile::TempDir> = (0..3)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
     let iods: Vec<_> = dirs.iter().map(|d| spawn_iod(d.path())).collect();
     let a: Vec<_> = iods.iter().map(|p| p.addr).collect();
     // viod 0 = replica chain iod0 -> iod1, viod 1 = iod2; first viod 1.
     let layout = StripeLayout::new(B as u32, 2, 1).expect("layout");
     let key = FileKey::new(0x42, 0x4242_4242, 0x1234_5678);
-    let meta = Meta::new("127.0.0.1:0".parse().unwrap(), vec![vec![a[0], a[1]], vec![a[2]]], layout, key);
+    let meta = Meta::new(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![vec![a[0], a[1]], vec![a[2]]],
+        layout,
+        key,
+    );
 
     // Garbage sender running during the transfer.
     let stop = Arc::new(AtomicBool::new(false));
@@ -84,12 +91,18 @@ fn three_iods_end_to_end() {
         let len = 1 + rng.below(300_000);
         let off = rng.below(SIZE - len);
         let got = meta.read(off, len);
-        assert!(got == model[off as usize..(off + len) as usize], "read {off}+{len} differs");
+        assert!(
+            got == model[off as usize..(off + len) as usize],
+            "read {off}+{len} differs"
+        );
     }
     // Explicit thesis-style straddle: 8 KiB at 60 KiB, and a multi-hop read.
     assert_eq!(meta.read(60 * 1024, 8192), model[60 * 1024..68 * 1024]);
     let groups = meta.read_groups(100, 3 * B);
-    assert!(groups.iter().any(|g| g.len() >= 2), "expected a multi-hop read");
+    assert!(
+        groups.iter().any(|g| g.len() >= 2),
+        "expected a multi-hop read"
+    );
     assert_eq!(meta.read(100, 3 * B), model[100..(100 + 3 * B) as usize]);
     // Full sequential read, byte-exact.
     let all = meta.read(0, SIZE);
@@ -115,7 +128,10 @@ fn three_iods_end_to_end() {
     for p in layout.pieces(0, SIZE).unwrap().step_by(7) {
         let f = if p.viod == 0 { &f0 } else { &f2 };
         let lo = p.local_offset as usize;
-        assert_eq!(&f[lo..lo + p.len as usize], &model[p.file_offset as usize..p.file_end() as usize]);
+        assert_eq!(
+            &f[lo..lo + p.len as usize],
+            &model[p.file_offset as usize..p.file_end() as usize]
+        );
     }
 
     // COMMIT acks on every viod.
@@ -128,7 +144,11 @@ fn three_iods_end_to_end() {
     for (i, addr) in a.iter().enumerate() {
         let s = meta.ping(*addr);
         let sent = garbage_sent[i].load(Ordering::Relaxed);
-        assert!(s.malformed > 0 && s.malformed <= sent, "iod{i}: malformed {} sent {sent}", s.malformed);
+        assert!(
+            s.malformed > 0 && s.malformed <= sent,
+            "iod{i}: malformed {} sent {sent}",
+            s.malformed
+        );
         assert!(s.requests > 0);
         assert_eq!(s.errors, 0, "iod{i} errors");
         total_malformed += s.malformed;
@@ -143,9 +163,14 @@ fn three_iods_end_to_end() {
     let n = Message::new(777, Body::Ping).encode(&mut buf).unwrap();
     buf[4] = 9; // version
     probe.send_to(&buf[..n], a[2]).unwrap();
-    probe.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     let mut r = [0u8; 128];
-    assert!(probe.recv_from(&mut r).is_err(), "bad version must get no answer");
+    assert!(
+        probe.recv_from(&mut r).is_err(),
+        "bad version must get no answer"
+    );
     let after = meta.ping(a[2]);
     assert_eq!(after.malformed, before.malformed + 1);
 
@@ -157,18 +182,34 @@ fn three_iods_end_to_end() {
     let f0 = std::fs::metadata(dirs[0].path().join(&rel)).unwrap().len();
     let f1 = std::fs::metadata(dirs[1].path().join(&rel)).unwrap().len();
     let f2 = std::fs::metadata(dirs[2].path().join(&rel)).unwrap().len();
-    assert_eq!((f0, f1, f2), (layout.local_len(0, cut).unwrap(), layout.local_len(0, cut).unwrap(), layout.local_len(1, cut).unwrap()));
+    assert_eq!(
+        (f0, f1, f2),
+        (
+            layout.local_len(0, cut).unwrap(),
+            layout.local_len(0, cut).unwrap(),
+            layout.local_len(1, cut).unwrap()
+        )
+    );
     assert_eq!(meta.read(0, cut), model[..cut as usize]);
-    assert!(meta.read(cut, SIZE - cut).iter().all(|b| *b == 0), "data past the cut");
+    assert!(
+        meta.read(cut, SIZE - cut).iter().all(|b| *b == 0),
+        "data past the cut"
+    );
     // Grow again: the old bytes between cut and the new write stay zero.
     meta.write(5 * MIB, b"regrown");
     let z = meta.read(cut, 5 * MIB - cut);
-    assert!(z.iter().all(|b| *b == 0), "stale data reappeared after truncate");
+    assert!(
+        z.iter().all(|b| *b == 0),
+        "stale data reappeared after truncate"
+    );
     assert_eq!(meta.read(5 * MIB, 7), b"regrown");
 
     // UNLINK removes every local file; a second UNLINK is fine.
     let acks = meta.unlink();
-    assert_eq!(acks.iter().map(|a| a.value).collect::<Vec<_>>(), vec![1, 1, 1]);
+    assert_eq!(
+        acks.iter().map(|a| a.value).collect::<Vec<_>>(),
+        vec![1, 1, 1]
+    );
     assert!(acks.iter().all(|a| a.status == Status::Ok));
     for d in &dirs {
         assert!(!d.path().join(&rel).exists(), "local file still there");
@@ -194,14 +235,22 @@ fn write_error_is_acked_to_origin() {
     let first = rel.split('/').next().unwrap();
     std::fs::write(bad.path().join(first), b"not a directory").unwrap();
     let layout = StripeLayout::new(B as u32, 1, 0).unwrap();
-    let meta = Meta::new("127.0.0.1:0".parse().unwrap(), vec![vec![g.addr, b.addr]], layout, key);
+    let meta = Meta::new(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![vec![g.addr, b.addr]],
+        layout,
+        key,
+    );
     let req = meta.encode(
         meta.id(),
         g.addr,
         Body::Write(nfsp_proto::wire::Write {
             key,
             local_offset: 0,
-            chain: nfsp_proto::wire::Chain { origin: meta.addr, members: nfsp_proto::wire::List::Items(&[b.addr]) },
+            chain: nfsp_proto::wire::Chain {
+                origin: meta.addr,
+                members: nfsp_proto::wire::List::Items(&[b.addr]),
+            },
             data: b"hello",
         }),
     );

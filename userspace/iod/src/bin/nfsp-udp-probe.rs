@@ -61,7 +61,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> anyhow::Result<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         bail!("odd hex length");
     }
     (0..s.len())
@@ -75,14 +75,28 @@ fn unhex(s: &str) -> anyhow::Result<Vec<u8>> {
 
 fn main() -> anyhow::Result<()> {
     match Args::parse().cmd {
-        Cmd::Call { bind, server, xid, offset, count, timeout_ms } => {
+        Cmd::Call {
+            bind,
+            server,
+            xid,
+            offset,
+            count,
+            timeout_ms,
+        } => {
             let s = UdpSocket::bind(bind).with_context(|| format!("bind {bind}"))?;
-            let call = ReadCall { xid, fh: &[0x4e, 0x46, 0x53, 0x50, 0, 0, 0, 1], offset, count };
+            let call = ReadCall {
+                xid,
+                fh: &[0x4e, 0x46, 0x53, 0x50, 0, 0, 0, 1],
+                offset,
+                count,
+            };
             let mut b = [0u8; 256];
             let n = call.encode(&mut b).context("encode call")?;
-            s.send_to(b.get(..n).context("len")?, server).context("send call")?;
+            s.send_to(b.get(..n).context("len")?, server)
+                .context("send call")?;
             println!("ready {}", s.local_addr().context("local addr")?);
-            s.set_read_timeout(Some(Duration::from_millis(timeout_ms))).context("timeout")?;
+            s.set_read_timeout(Some(Duration::from_millis(timeout_ms)))
+                .context("timeout")?;
             let mut r = vec![0u8; 65536];
             let (n, from) = s.recv_from(&mut r).context("waiting for the reply")?;
             println!("reply {from} {n} {}", hex(r.get(..n).context("len")?));
@@ -90,7 +104,8 @@ fn main() -> anyhow::Result<()> {
         Cmd::Send { bind, to, hex } => {
             let s = UdpSocket::bind(bind).with_context(|| format!("bind {bind}"))?;
             let data = unhex(&hex)?;
-            s.send_to(&data, to).with_context(|| format!("send to {to}"))?;
+            s.send_to(&data, to)
+                .with_context(|| format!("send to {to}"))?;
         }
     }
     Ok(())

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nfsp_proto::wire::{
-    self, Ack, Body, Chain, Hop, IodStats, List, Message, MsgType, ReplySpec, Status, MAX_DATA_PER_MSG,
+    self, Ack, Body, Chain, Hop, IodStats, List, Message, MsgType, ReplySpec, Status,
+    MAX_DATA_PER_MSG,
 };
 use nfsp_proto::{FileKey, StripeLayout};
 
@@ -57,9 +58,15 @@ pub struct Meta {
 }
 
 impl Meta {
-    pub fn new(bind: SocketAddr, viods: Vec<Vec<SocketAddr>>, layout: StripeLayout, key: FileKey) -> Meta {
+    pub fn new(
+        bind: SocketAddr,
+        viods: Vec<Vec<SocketAddr>>,
+        layout: StripeLayout,
+        key: FileKey,
+    ) -> Meta {
         let sock = UdpSocket::bind(bind).expect("bind meta socket");
-        sock.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
         let addr = sock.local_addr().expect("addr");
         Meta {
             sock,
@@ -95,15 +102,23 @@ impl Meta {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut buf = vec![0u8; 65536];
         while done < reqs.len() {
-            assert!(Instant::now() < deadline, "transact timed out ({done}/{} done)", reqs.len());
+            assert!(
+                Instant::now() < deadline,
+                "transact timed out ({done}/{} done)",
+                reqs.len()
+            );
             while sent_at.len() < self.window && next < reqs.len() {
-                self.sock.send_to(&reqs[next].bytes, reqs[next].dest).expect("send");
+                self.sock
+                    .send_to(&reqs[next].bytes, reqs[next].dest)
+                    .expect("send");
                 sent_at.insert(next, Instant::now());
                 next += 1;
             }
             match self.sock.recv_from(&mut buf) {
                 Ok((n, _)) => {
-                    let Ok(m) = Message::decode(&buf[..n]) else { continue };
+                    let Ok(m) = Message::decode(&buf[..n]) else {
+                        continue;
+                    };
                     if let Some(&i) = index.get(&m.request_id) {
                         if replies[i].is_none() && sent_at.remove(&i).is_some() {
                             replies[i] = Some(buf[..n].to_vec());
@@ -116,7 +131,9 @@ impl Meta {
                     for (i, t) in sent_at.iter_mut() {
                         if now.duration_since(*t) > Duration::from_millis(300) {
                             self.retransmits.fetch_add(1, Ordering::Relaxed);
-                            self.sock.send_to(&reqs[*i].bytes, reqs[*i].dest).expect("resend");
+                            self.sock
+                                .send_to(&reqs[*i].bytes, reqs[*i].dest)
+                                .expect("resend");
                             *t = now;
                         }
                     }
@@ -147,13 +164,20 @@ impl Meta {
     /// Write `data` at file `offset` (split per block and per message).
     pub fn write(&self, offset: u64, data: &[u8]) {
         let mut reqs = Vec::new();
-        for p in self.layout.pieces(offset, data.len() as u64).expect("pieces") {
+        for p in self
+            .layout
+            .pieces(offset, data.len() as u64)
+            .expect("pieces")
+        {
             let (head, rest) = self.chain_of(p.viod);
             let mut done = 0u64;
             while done < p.len {
                 let n = (p.len - done).min(MAX_DATA_PER_MSG as u64);
                 let s = (p.file_offset - offset + done) as usize;
-                let chain = Chain { origin: self.addr, members: List::Items(rest) };
+                let chain = Chain {
+                    origin: self.addr,
+                    members: List::Items(rest),
+                };
                 let body = Body::Write(wire::Write {
                     key: self.key,
                     local_offset: p.local_offset + done,
@@ -164,7 +188,11 @@ impl Meta {
                 done += n;
             }
         }
-        for (a, r) in self.expect_acks(&self.transact(&reqs), MsgType::Write).iter().zip(&reqs) {
+        for (a, r) in self
+            .expect_acks(&self.transact(&reqs), MsgType::Write)
+            .iter()
+            .zip(&reqs)
+        {
             assert_eq!(a.status, Status::Ok, "write ack for {}", r.id);
         }
     }
@@ -179,7 +207,11 @@ impl Meta {
             let mut done = 0u64;
             while done < p.len {
                 let n = (p.len - done).min(MAX_DATA_PER_MSG as u64);
-                v.push(Hop { addr, local_offset: p.local_offset + done, len: n as u32 });
+                v.push(Hop {
+                    addr,
+                    local_offset: p.local_offset + done,
+                    len: n as u32,
+                });
                 done += n;
             }
         }
@@ -193,7 +225,9 @@ impl Meta {
         let mut cur: Vec<Hop> = Vec::new();
         let mut total = 0usize;
         for h in self.hops(offset, len, &mut rr) {
-            if !cur.is_empty() && (total + h.len as usize > MAX_DATA_PER_MSG || cur.len() > wire::MAX_HOPS) {
+            if !cur.is_empty()
+                && (total + h.len as usize > MAX_DATA_PER_MSG || cur.len() > wire::MAX_HOPS)
+            {
                 groups.push(std::mem::take(&mut cur));
                 total = 0;
             }
@@ -245,8 +279,18 @@ impl Meta {
         let reqs: Vec<Req> = (0..self.viods.len() as u32)
             .map(|v| {
                 let (head, rest) = self.chain_of(v);
-                let chain = Chain { origin: self.addr, members: List::Items(rest) };
-                self.encode(self.id(), head, Body::Commit(wire::Commit { key: self.key, chain }))
+                let chain = Chain {
+                    origin: self.addr,
+                    members: List::Items(rest),
+                };
+                self.encode(
+                    self.id(),
+                    head,
+                    Body::Commit(wire::Commit {
+                        key: self.key,
+                        chain,
+                    }),
+                )
             })
             .collect();
         self.expect_acks(&self.transact(&reqs), MsgType::Commit)
@@ -257,9 +301,20 @@ impl Meta {
         let reqs: Vec<Req> = (0..self.viods.len() as u32)
             .map(|v| {
                 let (head, rest) = self.chain_of(v);
-                let chain = Chain { origin: self.addr, members: List::Items(rest) };
+                let chain = Chain {
+                    origin: self.addr,
+                    members: List::Items(rest),
+                };
                 let new_len = self.layout.local_len(v, size).expect("local len");
-                self.encode(self.id(), head, Body::Truncate(wire::Truncate { key: self.key, new_len, chain }))
+                self.encode(
+                    self.id(),
+                    head,
+                    Body::Truncate(wire::Truncate {
+                        key: self.key,
+                        new_len,
+                        chain,
+                    }),
+                )
             })
             .collect();
         self.expect_acks(&self.transact(&reqs), MsgType::Truncate)
@@ -272,7 +327,15 @@ impl Meta {
             .viods
             .iter()
             .flatten()
-            .map(|a| self.encode(self.id(), *a, Body::Unlink(wire::Unlink { keys: List::Items(&keys) })))
+            .map(|a| {
+                self.encode(
+                    self.id(),
+                    *a,
+                    Body::Unlink(wire::Unlink {
+                        keys: List::Items(&keys),
+                    }),
+                )
+            })
             .collect();
         self.expect_acks(&self.transact(&reqs), MsgType::Unlink)
     }

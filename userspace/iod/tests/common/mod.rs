@@ -29,7 +29,9 @@ pub fn spawn_iod_cmd(mut cmd: Command) -> IodProc {
     let mut child = cmd.spawn().expect("spawn iod");
     let out = child.stdout.take().expect("stdout");
     let mut line = String::new();
-    BufReader::new(out).read_line(&mut line).expect("read iod banner");
+    BufReader::new(out)
+        .read_line(&mut line)
+        .expect("read iod banner");
     let addr = line
         .trim()
         .strip_prefix("iod listening on ")
@@ -42,7 +44,8 @@ pub fn spawn_iod_cmd(mut cmd: Command) -> IodProc {
 /// Spawn an iod on 127.0.0.1 (ephemeral port) serving `dir`.
 pub fn spawn_iod(dir: &Path) -> IodProc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_iod"));
-    cmd.args(["--listen", "127.0.0.1:0", "--workers", "4", "--data"]).arg(dir);
+    cmd.args(["--listen", "127.0.0.1:0", "--workers", "4", "--data"])
+        .arg(dir);
     cmd.env("RUST_LOG", "warn");
     spawn_iod_cmd(cmd)
 }
