@@ -402,14 +402,13 @@ impl<'a> Answer<'a> {
                     return Err(ProtoError::InvalidField("errno"));
                 }
                 // Message: the rest of the line after the errno word.
-                let start = l
-                    .find(errno)
-                    .and_then(|i| i.checked_add(errno.len()))
+                let rest = l
+                    .trim_start_matches(|c: char| c.is_ascii_whitespace())
+                    .strip_prefix("error")
+                    .map(|r| r.trim_start_matches(|c: char| c.is_ascii_whitespace()))
+                    .and_then(|r| r.strip_prefix(errno))
                     .ok_or(ProtoError::InvalidField("errno"))?;
-                let message = l
-                    .get(start..)
-                    .unwrap_or("")
-                    .trim_matches(|c: char| c.is_ascii_whitespace());
+                let message = rest.trim_matches(|c: char| c.is_ascii_whitespace());
                 return Ok(Answer::Error { errno, message });
             }
             "viod" => {
