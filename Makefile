@@ -1,0 +1,47 @@
+# SPDX-License-Identifier: GPL-2.0
+# The one entry point. 'make demo' boots a demo cluster, 'make test' runs
+# every test (installing what it needs when run as root).
+
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: all deps kernel nfs-utils kmod tools unit-test vm-test test bench demo clean
+
+all: kernel nfs-utils kmod tools
+
+# Debian packages (kernel toolchain, QEMU, nfs-utils build deps, tshark,
+# fio) and bindgen; idempotent.
+deps:
+	scripts/deps.sh
+
+kernel:
+	scripts/build-kernel.sh
+
+nfs-utils:
+	scripts/build-nfs-utils.sh
+
+kmod: kernel
+	scripts/build-kmod.sh
+
+tools:
+	$(CARGO) build --release --workspace --bins
+
+unit-test:
+	$(CARGO) test --workspace
+
+vm-test: kernel nfs-utils kmod tools
+	qemu-test/tests
+
+# As root, missing Debian packages are installed first.
+test:
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) deps; fi
+	$(MAKE) unit-test
+	$(MAKE) vm-test
+
+clean:
+	$(CARGO) clean
+
+# Boot a demo cluster and show it working; DEMO_SHELL=1 ends in a shell.
+demo: kernel nfs-utils kmod tools
+	qemu-test/run $(if $(filter 1,$(DEMO_SHELL)),--interactive) --iods 4 --clients 2 -- \
+		env DEMO_SHELL=$(DEMO_SHELL) qemu-test/demo

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Build the out-of-tree module (Kbuild at the repository root) against the
+# test kernel; objects go to $NFSP_CACHE/kmod, never into the checkout.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/scripts/kernel-env.sh"
+tree=$(kernel_tree)
+[[ -f "$tree/.nfsp-stamp" ]] || { echo "kmod: build the kernel first ('make kernel')" >&2; exit 1; }
+out=$NFSP_CACHE/kmod
+mkdir -p "$out"
+make -C "$tree" "${KMAKE_ARGS[@]}" M="$top" MO="$out" -j"$(nproc)" modules
+echo "kmod: $out/kmod/nfsp_knfsd.ko"
