@@ -8,6 +8,8 @@
 
 use kernel::prelude::*;
 
+mod proto;
+
 module! {
     type: NfspKnfsd,
     name: "nfsp_knfsd",
@@ -23,7 +25,12 @@ struct NfspKnfsd;
 
 impl kernel::Module for NfspKnfsd {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        pr_info!("nfsp_knfsd {} loaded\n", VERSION);
+        pr_info!(
+            "nfsp_knfsd {} loaded (meta-file format {}, iod protocol {})\n",
+            VERSION,
+            proto::metafile::VERSION,
+            proto::wire::VERSION
+        );
         Ok(NfspKnfsd)
     }
 }

@@ -1,0 +1,30 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The formats shared with user space, compiled from the very sources of the
+//! `nfsp_proto` crate (`proto/src/`), so the module and the daemons can
+//! never disagree on a byte.
+
+// The module uses only part of the crate, and the crate's `pub` API (public
+// for user space) is crate-private here.
+#![allow(dead_code, unreachable_pub)]
+
+#[path = "../proto/src/codec.rs"]
+pub(crate) mod codec;
+#[path = "../proto/src/control.rs"]
+pub(crate) mod control;
+#[path = "../proto/src/crc32c.rs"]
+pub(crate) mod crc32c;
+#[path = "../proto/src/error.rs"]
+pub(crate) mod error;
+#[path = "../proto/src/filekey.rs"]
+pub(crate) mod filekey;
+#[path = "../proto/src/metafile.rs"]
+pub(crate) mod metafile;
+#[path = "../proto/src/nfs3.rs"]
+pub(crate) mod nfs3;
+#[path = "../proto/src/stripe.rs"]
+pub(crate) mod stripe;
+#[path = "../proto/src/unlink.rs"]
+pub(crate) mod unlink;
+#[path = "../proto/src/wire.rs"]
+pub(crate) mod wire;
