@@ -14,7 +14,7 @@ packages=(
 	linux-source-7.3 rustc-web rust-web-src clang-19 lld-19 llvm-19
 	libclang-19-dev flex bison bc libelf-dev libssl-dev cpio kmod
 	# the VM and the tests inside it
-	qemu-system-x86 busybox-static iproute2 rpcbind tshark fio
+	qemu-system-x86 busybox-static iproute2 rpcbind tshark fio attr
 	# nfs-utils build
 	build-essential patch xz-utils dpkg-dev pkg-config libtirpc-dev
 	libevent-dev libblkid-dev libkeyutils-dev libsqlite3-dev uuid-dev

@@ -3,7 +3,15 @@
 # bridge, 'meta' serving NFS, 'iodN' storage hosts, 'clientM' NFS clients
 # (each client also gets its own mount namespace, so every client mounts the
 # exports at the same paths). Sourced by guest-init; expects IODS, CLIENTS,
-# LINK_MBIT and NFS_UTILS from the environment file written by qemu-test/run.
+# LINK_MBIT, NFS_UTILS and KMOD from the environment file written by
+# qemu-test/run, and 'top' (the checkout) from guest-init.
+#
+# nfsp: when there are iods, the module file exists and the kernel has the
+# nfsp patch (/proc/fs/nfsd/nfsp appears), cluster_up also loads the module,
+# starts one iod per iodN host, configures one viod per iod (viod N-1 =
+# iodN) and exports /srv/nfsp with the 'nfsp' option, mounted on every
+# client at /mnt/nfsp-udp and /mnt/nfsp-tcp (NFSv3). NFSP_SETUP=0 in the
+# environment skips it. Otherwise the cluster is the plain one, as before.
 
 SUBNET=10.99.0
 MNTNS_DIR=/run/nfsp/mntns
@@ -88,6 +96,75 @@ mount_exports() {
 	nfs_mount "$1" vers=4.2 /plain /mnt/plain-v4
 }
 
+# nfsp_iod_start N: start iodN's daemon in the background on /srv/iodN (log
+# /tmp/iodN.log, pid /run/nfsp/iodN.pid) and wait until it listens.
+nfsp_iod_start() {
+	local n=$1 addr log=/tmp/iod$1.log pid i
+	addr=$(host_addr "iod$n")
+	mkdir -p "/srv/iod$n" /run/nfsp
+	: > "$log"
+	on "iod$n" "${top:?}/target/release/iod" --listen "$addr:7000" --data "/srv/iod$n" \
+		>> "$log" 2>&1 < /dev/null &
+	pid=$!
+	echo "$pid" > "/run/nfsp/iod$n.pid"
+	for ((i = 0; i < 100; i++)); do
+		grep -q 'iod listening on' "$log" && return 0
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "cluster: iod$n did not start:" >&2
+	sed 's/^/    /' "$log" >&2
+	return 1
+}
+
+# nfsp_iod_stop N [SIGNAL]: stop iodN's daemon (SIGTERM by default) and wait.
+nfsp_iod_stop() {
+	local n=$1 sig=${2:-TERM} pid i
+	pid=$(cat "/run/nfsp/iod$n.pid" 2>/dev/null) || return 0
+	kill -"$sig" "$pid" 2>/dev/null
+	for ((i = 0; i < 50; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	rm -f "/run/nfsp/iod$n.pid"
+	! kill -0 "$pid" 2>/dev/null
+}
+
+# The module on the patched kernel: load it (if it is not yet) and say
+# whether the nfsp control file is there. An unpatched kernel gets the module
+# unloaded again, so that the cluster is exactly the plain one.
+nfsp_available() {
+	[ "${NFSP_SETUP:-1}" != 0 ] && [ "${IODS:-0}" -ge 1 ] && [ -f "${KMOD:-}" ] || return 1
+	grep -q '^nfsp_knfsd ' /proc/modules || insmod "$KMOD" ||
+		{ echo "cluster: insmod $KMOD failed: no nfsp export" >&2; return 1; }
+	[ -e /proc/fs/nfsd/nfsp ] && return 0
+	echo "cluster: no /proc/fs/nfsd/nfsp (kernel without the nfsp patch): no nfsp export" >&2
+	rmmod nfsp_knfsd 2>/dev/null
+	return 1
+}
+
+# nfsp_up: iods, viods and the nfsp export (nfsd is running, module loaded).
+nfsp_up() {
+	local n
+	for ((n = 1; n <= IODS; n++)); do
+		nfsp_iod_start "$n" || return 1
+	done
+	for ((n = 1; n <= IODS; n++)); do
+		on meta "$top/target/release/iodctl" add-viod $((n - 1)) "$(host_addr "iod$n"):7000" ||
+			{ echo "cluster: iodctl add-viod $((n - 1)) failed" >&2; return 1; }
+	done
+	mkdir -p /srv/nfsp
+	mount -t tmpfs -o mode=0755 nfsp /srv/nfsp || return 1
+	echo "/srv/nfsp *(rw,no_root_squash,no_subtree_check,insecure,fsid=2,nfsp)" >> /etc/exports
+	on meta "$NFS_UTILS/sbin/exportfs" -ra || return 1
+	export NFSP_ACTIVE=1
+}
+
+mount_nfsp_exports() {
+	nfs_mount "$1" vers=3,proto=udp,nolock /srv/nfsp /mnt/nfsp-udp &&
+	nfs_mount "$1" vers=3,proto=tcp,nolock /srv/nfsp /mnt/nfsp-tcp
+}
+
 cluster_up() {
 	local h
 	mkdir -p "$MNTNS_DIR"
@@ -106,16 +183,51 @@ cluster_up() {
 		add_host "$h" || { echo "cluster: cannot set up $h" >&2; return 1; }
 	done
 	start_nfs_server || { echo "cluster: cannot start the NFS server" >&2; return 1; }
+	if nfsp_available; then
+		nfsp_up || { echo "cluster: cannot set up the nfsp export" >&2; return 1; }
+	fi
 	for ((i = 1; i <= CLIENTS; i++)); do
 		mount_exports "client$i" || return 1
+		if [ "${NFSP_ACTIVE:-0}" = 1 ]; then
+			mount_nfsp_exports "client$i" || return 1
+		fi
 	done
 }
 
+# The module stays loaded: it refuses rmmod while deletions are pending.
 cluster_down() {
 	local i
 	for ((i = 1; i <= CLIENTS; i++)); do
+		on "client$i" umount -f /mnt/nfsp-udp /mnt/nfsp-tcp 2>/dev/null
 		on "client$i" umount -a -f -t nfs,nfs4 2>/dev/null
 	done
 	on meta "$NFS_UTILS/sbin/rpc.nfsd" 0 2>/dev/null
+	for ((i = 1; i <= IODS; i++)); do
+		nfsp_iod_stop "$i" 2>/dev/null
+	done
 	return 0
+}
+
+# nfsp_ready: the nfsp export is there (for the nfsp scenarios' first
+# check): control file, module, and NFSv3 mounts of /srv/nfsp on client1.
+nfsp_ready() {
+	local kind
+	[ -e /proc/fs/nfsd/nfsp ] ||
+		{ echo "no /proc/fs/nfsd/nfsp: kernel without the nfsp patch?" >&2; return 1; }
+	grep -q '^nfsp_knfsd ' /proc/modules || { echo "nfsp_knfsd is not loaded" >&2; return 1; }
+	for kind in udp tcp; do
+		on client1 grep -qE " /mnt/nfsp-$kind nfs .*vers=3,.*proto=$kind," /proc/mounts ||
+			{ echo "/mnt/nfsp-$kind is not an NFSv3/$kind mount on client1" >&2; return 1; }
+	done
+}
+
+# nfsp_scenario_start: the nfsp scenarios' first check; stop at once when
+# there is no nfsp export (nothing else would mean anything).
+nfsp_scenario_start() {
+	check "the nfsp export is set up (control file, module, v3 mounts)" nfsp_ready
+	if [ "$failed" != 0 ]; then
+		echo "${SCENARIO:-scenario}: no nfsp export in this VM: all checks skipped, FAILED" >&2
+		summary
+		exit 1
+	fi
 }

@@ -1,0 +1,77 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# Direct replies scale reads past one link (run with --iods 4 --clients 4
+# --link-mbit 100): four clients read a 64 MiB file striped over 4 iods at
+# once over UDP; the aggregate rate must be well over one link (> 1.5 x the
+# cap) while the meta-server transmits far less than the bytes read (< 25 %):
+# the iods answer the clients directly. The same over TCP (relayed by the
+# meta-server) is printed for comparison (checked for correctness only).
+SCENARIO=nfsp-direct
+here=$(dirname "$0")
+. "$here/../lib/testlib.sh"
+. "$here/../lib/cluster.sh"
+top=$(cd "$here/../.." && pwd)
+nfsp_scenario_start
+
+size=$((64 * 1024 * 1024))
+src=/tmp/nfsp-direct-src
+random_file "$src" "$size"
+check "the 64 MiB file is written over UDP" on client1 cp "$src" /mnt/nfsp-udp/big
+check "it is byte-exact on meta's view of the size" \
+	test "$(stat -c %s /srv/nfsp/big)" = "$size"
+
+meta_tx() {
+	# /proc/net/dev in meta's network namespace: eth0's 9th counter.
+	on meta cat /proc/net/dev | awk -F'[: ]+' '/eth0:/ {print $11}'
+}
+
+drop_caches() {
+	local i
+	for ((i = 1; i <= CLIENTS; i++)); do
+		on "client$i" sh -c 'echo 3 > /proc/sys/vm/drop_caches'
+	done
+}
+
+# parallel_read KIND: all clients read the file at once; sets ms, bytes, tx.
+parallel_read() {
+	local kind=$1 i start end tx0 pids=() rc=0
+	drop_caches
+	tx0=$(meta_tx)
+	start=$(now_ms)
+	for ((i = 1; i <= CLIENTS; i++)); do
+		on "client$i" dd if="/mnt/nfsp-$kind/big" of=/dev/null bs=1M status=none &
+		pids+=($!)
+	done
+	for i in "${pids[@]}"; do
+		wait "$i" || rc=1
+	done
+	end=$(now_ms)
+	ms=$((end - start))
+	((ms > 0)) || ms=1
+	tx=$(($(meta_tx) - tx0))
+	bytes=$((size * CLIENTS))
+	echo "nfsp-direct: $kind: $CLIENTS clients read $((bytes / 1048576)) MiB in $ms ms:" \
+		"$((bytes / 1000 / ms)) MB/s aggregate (link cap ${LINK_MBIT} Mbit/s =" \
+		"$((LINK_MBIT / 8)) MB/s); meta transmitted $tx bytes ($((tx * 100 / bytes)) % of the bytes read)"
+	return "$rc"
+}
+
+check "udp: $CLIENTS parallel reads complete" parallel_read udp
+udp_ms=$ms udp_tx=$tx udp_bytes=$bytes
+# Bytes per ms = kB/s; the bar is 1.5 links (the cap is per host).
+min_rate=$((LINK_MBIT * 1000 / 8 * 3 / 2))
+check "udp: aggregate $((udp_bytes / udp_ms)) kB/s > 1.5 links ($min_rate kB/s)" \
+	test $((udp_bytes / udp_ms)) -gt "$min_rate"
+check "udp: meta sent $udp_tx bytes < 25 % of the $udp_bytes bytes read" \
+	test $((udp_tx * 4)) -lt "$udp_bytes"
+
+byte_exact() {
+	drop_caches
+	on "$1" cmp "$src" "/mnt/nfsp-$2/big"
+}
+check "udp: client4 reads it byte-exact" byte_exact "client$CLIENTS" udp
+
+check "tcp (relay): $CLIENTS parallel reads complete" parallel_read tcp
+echo "nfsp-direct: relay over TCP: $((bytes / ms)) kB/s aggregate, meta sent $tx bytes"
+check "tcp: client1 reads it byte-exact" byte_exact client1 tcp
+summary
