@@ -130,15 +130,21 @@ nfsp_iod_stop() {
 	! kill -0 "$pid" 2>/dev/null
 }
 
-# The module on the patched kernel: load it (if it is not yet) and say
-# whether the nfsp control file is there. An unpatched kernel gets the module
-# unloaded again, so that the cluster is exactly the plain one.
+# The module on the patched kernel (nfsd is running): load it (if it is not
+# yet) and say whether the nfsp control file is there and answers. Otherwise
+# the module is unloaded again, so that the cluster is exactly the plain one.
 nfsp_available() {
 	[ "${NFSP_SETUP:-1}" != 0 ] && [ "${IODS:-0}" -ge 1 ] && [ -f "${KMOD:-}" ] || return 1
 	grep -q '^nfsp_knfsd ' /proc/modules || insmod "$KMOD" ||
 		{ echo "cluster: insmod $KMOD failed: no nfsp export" >&2; return 1; }
-	[ -e /proc/fs/nfsd/nfsp ] && return 0
-	echo "cluster: no /proc/fs/nfsd/nfsp (kernel without the nfsp patch): no nfsp export" >&2
+	if [ ! -e /proc/fs/nfsd/nfsp ]; then
+		echo "cluster: no /proc/fs/nfsd/nfsp (kernel without the nfsp patch): no nfsp export" >&2
+	elif ! on meta "${top:?}/target/release/iodctl" list > /dev/null; then
+		# The patched kernel with a module that does not serve yet (ENODEV).
+		echo "cluster: the nfsp control file does not answer 'list': no nfsp export" >&2
+	else
+		return 0
+	fi
 	rmmod nfsp_knfsd 2>/dev/null
 	return 1
 }

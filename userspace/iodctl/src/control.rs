@@ -11,6 +11,9 @@ use nfsp_proto::{Answer, Command};
 
 use crate::errno;
 
+/// What nfsd's control file answers when no nfsp module is registered.
+const ENODEV: i32 = 19;
+
 /// The control file of the module.
 #[derive(Debug, Clone)]
 pub struct Control {
@@ -123,14 +126,19 @@ pub fn interpret(
             let desc = io::Error::from_raw_os_error(n).to_string();
             // "Invalid argument (os error 22)" -> "(Invalid argument)"
             let desc = desc.split(" (os error").next().unwrap_or("").to_string();
+            let mut message = if desc.is_empty() {
+                desc
+            } else {
+                format!("({desc})")
+            };
+            if n == ENODEV {
+                // nfsd has the control file but no module registered.
+                message.push_str(": is nfsp_knfsd loaded?");
+            }
             Err(Refused {
                 line: line.to_string(),
                 errno: errno::name(n),
-                message: if desc.is_empty() {
-                    desc
-                } else {
-                    format!("({desc})")
-                },
+                message,
             }
             .into())
         }
@@ -210,6 +218,21 @@ mod tests {
         // A garbled answer after a failed write still gives the errno.
         let e = interpret("del-viod 9", 11, einval(), Ok("garbage\n".into())).unwrap_err();
         assert!(e.to_string().contains("EINVAL"), "{e}");
+    }
+
+    #[test]
+    fn no_module() {
+        let e = interpret(
+            "list",
+            5,
+            Err(io::Error::from_raw_os_error(19)),
+            Ok(String::new()),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the kernel refused 'list': ENODEV (No such device): is nfsp_knfsd loaded?"
+        );
     }
 
     #[test]
