@@ -4,11 +4,41 @@
 //!
 //! Exports carrying the `nfsp` option keep each regular file as a small
 //! meta-file on the meta-server, while the file data is striped over
-//! user-space storage daemons (iods).
+//! user-space storage daemons (iods), grouped in replica sets (viods).
+//!
+//! A meta-file is sparse: its size is the file's real size (so every
+//! attribute nfsd returns is right without further work) and its only
+//! content is the layout header (`proto::metafile`) in the extended
+//! attribute `trusted.nfsp`. nfsd calls the module, through the hooks of
+//! `include/linux/nfsd_nfsp.h`, for the data of those files only.
 
-use kernel::prelude::*;
+use kernel::{
+    iov::{IovIterDest, IovIterSource},
+    miscdevice::{MiscDeviceOptions, MiscDeviceRegistration},
+    new_mutex,
+    prelude::*,
+    sync::{
+        atomic::{Acquire, Atomic, Relaxed, Release},
+        Arc, Mutex,
+    },
+};
 
+mod ffi;
+mod iodio;
 mod proto;
+mod unlink;
+mod viod;
+
+use ffi::{Dentry, DirectReply, HooksRegistration, MetaFile, NetRef};
+use iodio::FileIo;
+use proto::{
+    control::{Answer, Command},
+    filekey::FileKey,
+    metafile::{MetaHeader, HEADER_LEN},
+    unlink::UnlinkRecord,
+};
+use unlink::{DeletionQueue, UnlinkReader};
+use viod::{AnswerBuf, Table};
 
 module! {
     type: NfspKnfsd,
@@ -21,22 +51,289 @@ module! {
 /// Module version, logged at load time so a test can tell which build runs.
 const VERSION: &str = "0.1.0";
 
-struct NfspKnfsd;
+/// Counters shown by the `stats` control command.
+struct Counters {
+    creates: Atomic<u64>,
+    reads_relay: Atomic<u64>,
+    reads_direct: Atomic<u64>,
+    writes: Atomic<u64>,
+    commits: Atomic<u64>,
+    truncates: Atomic<u64>,
+    deletions_queued: Atomic<u64>,
+    failures: Atomic<u64>,
+}
 
-impl kernel::Module for NfspKnfsd {
-    fn init(_module: &'static ThisModule) -> Result<Self> {
-        pr_info!(
-            "nfsp_knfsd {} loaded (meta-file format {}, iod protocol {})\n",
-            VERSION,
-            proto::metafile::VERSION,
-            proto::wire::VERSION
-        );
-        Ok(NfspKnfsd)
+/// Everything the hooks work with.
+#[pin_data]
+struct State {
+    #[pin]
+    table: Mutex<Arc<Table>>,
+    #[pin]
+    queue: DeletionQueue,
+    counters: Counters,
+}
+
+/// The state while the hooks are registered; null otherwise.
+static STATE: Atomic<*const State> = Atomic::new(core::ptr::null());
+
+/// The module's state, for hook and device calls.
+fn state() -> Result<&'static State> {
+    let p = STATE.load(Acquire);
+    // SAFETY: `STATE` points to the module's `State` from before the hooks
+    // and the device are registered until after both are unregistered
+    // (which waits for running calls), so any caller sees it live.
+    unsafe { p.as_ref() }.ok_or(ENODEV)
+}
+
+impl State {
+    /// The current table; the lock is held only to clone the `Arc`.
+    fn table(&self) -> Arc<Table> {
+        self.table.lock().clone()
+    }
+
+    fn count(&self, counter: &Atomic<u64>, r: Result) -> Result {
+        if r.is_err() {
+            self.counters.failures.add(1u64, Relaxed);
+        } else {
+            counter.add(1u64, Relaxed);
+        }
+        r
     }
 }
 
-impl Drop for NfspKnfsd {
-    fn drop(&mut self) {
+/// The header of a meta-file.
+fn header_of(dentry: &Dentry<'_>) -> Result<MetaHeader> {
+    let mut buf = [0u8; 2 * HEADER_LEN];
+    let len = dentry.get_header(&mut buf)?;
+    // A meta-file without a valid header (made behind nfsd's back, or
+    // corrupt) has no data we could serve.
+    MetaHeader::decode(buf.get(..len).ok_or(EIO)?).map_err(|_| EIO)
+}
+
+fn key_of(dentry: &Dentry<'_>, header: &MetaHeader) -> FileKey {
+    FileKey {
+        export: dentry.fs_id(),
+        inode: dentry.ino(),
+        seed: header.seed,
+    }
+}
+
+/// Runs `f` on the data of the file behind `dentry`.
+fn with_file<R>(dentry: &Dentry<'_>, f: impl FnOnce(&FileIo<'_>) -> Result<R>) -> Result<R> {
+    let header = header_of(dentry)?;
+    let table = state()?.table();
+    let io = FileIo {
+        table: &table,
+        key: key_of(dentry, &header),
+        layout: header.layout().map_err(|_| EIO)?,
+    };
+    f(&io)
+}
+
+struct Nfsp;
+
+impl ffi::Hooks for Nfsp {
+    fn create(dentry: &Dentry<'_>) -> Result {
+        let st = state()?;
+        let width = st.table().width();
+        if width == 0 {
+            // No storage configured yet.
+            return Err(ENOSPC);
+        }
+        let seed = ffi::random_u64();
+        // Rotate the first block so that small files spread over the viods.
+        let header = MetaHeader::new(seed, width, (seed % u64::from(width)) as u32);
+        let mut buf = [0u8; HEADER_LEN];
+        let n = header.encode(&mut buf).map_err(|_| EINVAL)?;
+        let r = dentry.set_header(buf.get(..n).ok_or(EINVAL)?);
+        st.count(&st.counters.creates, r)
+    }
+
+    fn read(file: &MetaFile<'_>, pos: u64, to: &mut IovIterDest<'_>) -> Result<usize> {
+        let st = state()?;
+        let count = to.len();
+        let mut buf = KVVec::from_elem(0u8, count, GFP_KERNEL)?;
+        let r = with_file(&file.dentry(), |io| io.read(pos, &mut buf));
+        st.count(&st.counters.reads_relay, r)?;
+        if to.copy_to_iter(&buf) != count {
+            return Err(EFAULT);
+        }
+        Ok(count)
+    }
+
+    fn read_direct(dentry: &Dentry<'_>, pos: u64, count: usize, reply: &DirectReply<'_>) -> Result {
+        let st = state()?;
+        let r = with_file(dentry, |io| io.read_direct(pos, count, reply));
+        st.count(&st.counters.reads_direct, r)
+    }
+
+    fn write(file: &MetaFile<'_>, pos: u64, from: &mut IovIterSource<'_>) -> Result<usize> {
+        let st = state()?;
+        let mut data = KVVec::new();
+        let count = from.copy_from_iter_vec(&mut data, GFP_KERNEL)?;
+        let r = with_file(&file.dentry(), |io| io.write(pos, &data));
+        st.count(&st.counters.writes, r)?;
+        Ok(count)
+    }
+
+    fn commit(file: &MetaFile<'_>) -> Result {
+        let st = state()?;
+        let r = with_file(&file.dentry(), |io| io.commit());
+        st.count(&st.counters.commits, r)
+    }
+
+    fn truncate(dentry: &Dentry<'_>, size: u64) -> Result {
+        let st = state()?;
+        let r = with_file(dentry, |io| io.truncate(size));
+        st.count(&st.counters.truncates, r)
+    }
+
+    fn unlink_prepare(dentry: &Dentry<'_>) -> Result<usize> {
+        let st = state()?;
+        // A file without a header has no data to delete: nothing to queue.
+        let Ok(header) = header_of(dentry) else {
+            return Ok(0);
+        };
+        let layout = header.layout().map_err(|_| EIO)?;
+        st.queue.reserve()?;
+        let record = UnlinkRecord {
+            seq: 0,
+            key: key_of(dentry, &header),
+            real_size: dentry.size(),
+            layout,
+        };
+        match KBox::new(record, GFP_KERNEL) {
+            Ok(b) => Ok(KBox::into_raw(b) as usize),
+            Err(e) => {
+                let _ = st.queue.complete(None);
+                Err(e.into())
+            }
+        }
+    }
+
+    fn unlink_finish(cookie: usize, last_link_gone: bool) {
+        if cookie == 0 {
+            return;
+        }
+        // SAFETY: a non-zero cookie is a `KBox<UnlinkRecord>` leaked by
+        // `unlink_prepare`, and nfsd hands each cookie back exactly once.
+        let record = unsafe { KBox::from_raw(cookie as *mut UnlinkRecord) };
+        let Ok(st) = state() else {
+            return;
+        };
+        if !last_link_gone {
+            let _ = st.queue.complete(None);
+            return;
+        }
+        let r = st.queue.complete(Some(*record));
+        if r.is_err() {
+            pr_err!("nfsp: cannot queue the deletion of inode {}\n", record.key.inode);
+        }
+        let _ = st.count(&st.counters.deletions_queued, r);
+    }
+
+    fn control(net: NetRef, buf: &mut [u8], len: usize) -> Result<usize> {
+        let st = state()?;
+        let line = buf
+            .get(..len)
+            .and_then(|b| core::str::from_utf8(b).ok())
+            .ok_or(EINVAL)?;
+        // Opening and reading without a command gives an empty answer.
+        if line.trim().is_empty() {
+            return Ok(0);
+        }
+        let cmd = Command::parse(line).map_err(|_| EINVAL)?;
+        let mut out = AnswerBuf::new(buf);
+        match cmd {
+            Command::List => viod::list(&st.table(), &mut out),
+            Command::Stats => stats(st, &mut out),
+            _ => {
+                let mut guard = st.table.lock();
+                let table = viod::apply(&guard, net, &cmd)?;
+                *guard = Arc::new(table, GFP_KERNEL)?;
+                drop(guard);
+                out.line(&Answer::Ok);
+            }
+        }
+        out.finish()
+    }
+}
+
+fn stats(st: &State, out: &mut AnswerBuf<'_>) {
+    let c = &st.counters;
+    let (pending, pending_bytes) = st.queue.pending();
+    let lines: [(&str, u64); 10] = [
+        ("creates", c.creates.load(Relaxed)),
+        ("reads_relay", c.reads_relay.load(Relaxed)),
+        ("reads_direct", c.reads_direct.load(Relaxed)),
+        ("writes", c.writes.load(Relaxed)),
+        ("commits", c.commits.load(Relaxed)),
+        ("truncates", c.truncates.load(Relaxed)),
+        ("deletions_queued", c.deletions_queued.load(Relaxed)),
+        ("deletions_pending", pending),
+        ("deletions_pending_bytes", pending_bytes),
+        ("failures", c.failures.load(Relaxed)),
+    ];
+    for (name, value) in lines {
+        out.line(&Answer::Stat { name, value });
+    }
+}
+
+#[pin_data(PinnedDrop)]
+struct NfspKnfsd {
+    // Declared first so it is dropped first: no hook runs after.
+    #[pin]
+    hooks: HooksRegistration,
+    #[pin]
+    device: MiscDeviceRegistration<UnlinkReader>,
+    state: Pin<KBox<State>>,
+}
+
+impl kernel::InPlaceModule for NfspKnfsd {
+    fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        let state = KBox::pin_init(
+            try_pin_init!(State {
+                table <- new_mutex!(Table::empty()?),
+                queue <- DeletionQueue::new(module),
+                counters: Counters {
+                    creates: Atomic::new(0),
+                    reads_relay: Atomic::new(0),
+                    reads_direct: Atomic::new(0),
+                    writes: Atomic::new(0),
+                    commits: Atomic::new(0),
+                    truncates: Atomic::new(0),
+                    deletions_queued: Atomic::new(0),
+                    failures: Atomic::new(0),
+                },
+            }),
+            GFP_KERNEL,
+        );
+        try_pin_init!(Self {
+            state: {
+                let state = state?;
+                STATE.store(&raw const *state, Release);
+                state
+            },
+            device <- MiscDeviceRegistration::register(MiscDeviceOptions {
+                name: c"nfsp_unlink",
+            }),
+            hooks <- HooksRegistration::register::<Nfsp>(module),
+        })
+        .pin_chain(|_| {
+            pr_info!(
+                "nfsp_knfsd {} loaded (meta-file format {}, iod protocol {})\n",
+                VERSION,
+                proto::metafile::VERSION,
+                proto::wire::VERSION
+            );
+            Ok(())
+        })
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for NfspKnfsd {
+    fn drop(self: Pin<&mut Self>) {
         pr_info!("nfsp_knfsd {} unloaded\n", VERSION);
     }
 }

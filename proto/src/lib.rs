@@ -11,7 +11,8 @@
 //! ## Modules and formats
 //!
 //! * [`crc32c`] — CRC32C (Castagnoli), used by every checksummed format.
-//! * [`metafile`] — the meta-file header, the whole content of a meta-file:
+//! * [`metafile`] — the meta-file header (kept by the kernel module in the
+//!   `trusted.nfsp` xattr of a sparse meta-file whose size is the real size):
 //!   48 bytes little-endian: `b"NFSPMETA"`, version u16 = 1, flags u16 = 0,
 //!   block size u32 (multiple of 4096, <= 1 MiB, default 64 KiB), stripe
 //!   width u32 (>= 1), first viod u32 (< width), seed u64, real size u64,

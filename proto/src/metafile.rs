@@ -1,6 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The meta-file header: the whole content of a meta-file on the
-//! meta-server. Fixed [`HEADER_LEN`] bytes, little-endian:
+//! The meta-file header: what the meta-server keeps for each file besides
+//! its namespace entry. `nfsp_knfsd` stores it in the meta-file's
+//! extended attribute `trusted.nfsp` and keeps the meta-file sparse with
+//! the real size as its own size, so the local file system keeps the live
+//! size (crash-consistent, and right in every attribute nfsd returns);
+//! `real_size` below is the size when the header was written (0 at
+//! creation), a recovery aid, not the live size.
+//! Fixed [`HEADER_LEN`] bytes, little-endian:
 //!
 //! | off | len | field |
 //! |-----|-----|-------|
@@ -55,7 +61,7 @@ pub struct MetaHeader {
     pub first_viod: u32,
     /// Random cookie distinguishing reuses of an inode number.
     pub seed: u64,
-    /// Size the clients see.
+    /// Size when the header was written (the live size is the meta-file's).
     pub real_size: u64,
 }
 

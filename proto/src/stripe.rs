@@ -103,13 +103,16 @@ impl StripeLayout {
         }
         let b = self.block_size as u64;
         let w = self.width as u64;
-        let n = pos / b;
-        let in_block = pos % b;
+        // Checked division: no panic path, even for a layout that was not
+        // validated (the kernel build flags any).
+        let n = pos.checked_div(b)?;
+        let in_block = pos.checked_rem(b)?;
         let room = b.checked_sub(in_block)?;
         let len = room.min(end.checked_sub(pos)?);
-        let slot = n % w;
-        let viod = u32::try_from((self.first_viod as u64).checked_add(slot)? % w).ok()?;
-        let local_offset = (n / w).checked_mul(b)?.checked_add(in_block)?;
+        let slot = n.checked_rem(w)?;
+        let viod =
+            u32::try_from((self.first_viod as u64).checked_add(slot)?.checked_rem(w)?).ok()?;
+        let local_offset = n.checked_div(w)?.checked_mul(b)?.checked_add(in_block)?;
         Some(Piece {
             viod,
             file_offset: pos,

@@ -1,0 +1,401 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Talking to the iods for one nfsd request.
+//!
+//! Each request gets its own UDP socket: every message of the request is
+//! sent at once (all stripes in parallel), answers are matched by request
+//! id, and whatever is unanswered after the table's timeout is sent again,
+//! a bounded number of times. An iod that stays silent makes the request
+//! fail with `EAGAIN`, which nfsd turns into NFS3ERR_JUKEBOX: the client
+//! retries later, no nfsd thread hangs.
+
+use core::net::SocketAddr;
+
+use kernel::{
+    prelude::*,
+    sync::{
+        atomic::{Atomic, Relaxed},
+        Arc,
+    },
+    time::{Instant, Monotonic},
+};
+
+use crate::ffi::{DirectReply, UdpSocket};
+use crate::proto::{
+    filekey::FileKey,
+    stripe::StripeLayout,
+    wire::{self, Body, Chain, Hop, List, Message, MsgType, ReplySpec, Status},
+};
+use crate::viod::{Iod, Table};
+
+/// How many times an unanswered message is sent in all.
+const TRIES: u32 = 3;
+
+static NEXT_REQUEST_ID: Atomic<u64> = Atomic::new(1);
+
+fn next_request_id() -> u64 {
+    NEXT_REQUEST_ID.fetch_add(1u64, Relaxed)
+}
+
+/// An error status from an iod, as an errno.
+fn status_error(s: Status) -> Error {
+    match s {
+        Status::Ok => EIO,
+        Status::NoSpace => ENOSPC,
+        Status::TooBig => EFBIG,
+        Status::Busy => EAGAIN,
+        _ => EIO,
+    }
+}
+
+/// One message of a request, kept for retransmission.
+struct Outgoing {
+    id: u64,
+    iod: Arc<Iod>,
+    datagram: KVVec<u8>,
+    done: bool,
+    /// Where a READ's data goes in the caller's buffer.
+    dest: usize,
+    sent: Instant<Monotonic>,
+}
+
+/// The messages of one nfsd request and the socket they travel on.
+struct Exchange {
+    socket: UdpSocket,
+    port: u16,
+    out: KVec<Outgoing>,
+}
+
+impl Exchange {
+    fn new(table: &Table, like: &SocketAddr) -> Result<Self> {
+        let anchor = table.anchor.as_ref().ok_or(EAGAIN)?;
+        let socket = UdpSocket::new(&anchor.net, like)?;
+        socket.set_recv_timeout_ms(table.timeout_ms);
+        let port = socket.local_port(like)?;
+        Ok(Exchange {
+            socket,
+            port,
+            out: KVec::new(),
+        })
+    }
+
+    /// Where `iod` must send its answer.
+    fn origin(&self, iod: &Iod) -> SocketAddr {
+        SocketAddr::new(iod.origin_ip, self.port)
+    }
+
+    /// Queues a message built by `build` (given its request id) for `iod`.
+    fn add(
+        &mut self,
+        iod: &Arc<Iod>,
+        dest: usize,
+        build: impl FnOnce(u64, &mut [u8]) -> Result<usize>,
+    ) -> Result {
+        let id = next_request_id();
+        let mut datagram = KVVec::from_elem(0u8, wire::MAX_DATAGRAM, GFP_KERNEL)?;
+        let len = build(id, &mut datagram)?;
+        datagram.truncate(len);
+        self.out.push(
+            Outgoing {
+                id,
+                iod: iod.clone(),
+                datagram,
+                done: false,
+                dest,
+                sent: Instant::now(),
+            },
+            GFP_KERNEL,
+        )?;
+        Ok(())
+    }
+
+    fn send_pending(&mut self) -> Result {
+        for o in self.out.iter_mut().filter(|o| !o.done) {
+            o.sent = Instant::now();
+            if self.socket.send_to(&o.datagram, &o.iod.addr).is_err() {
+                o.iod.errors.add(1u64, Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends everything and waits for every answer; `on_answer` checks one
+    /// (given the message's destination offset) and returns the bytes it
+    /// moved.
+    fn run(&mut self, mut on_answer: impl FnMut(usize, &Body<'_>) -> Result<usize>) -> Result {
+        let mut left = self.out.len();
+        let mut buf = KVVec::from_elem(0u8, wire::MAX_DATAGRAM, GFP_KERNEL)?;
+        let mut tries = 1;
+        self.send_pending()?;
+        while left > 0 {
+            let n = match self.socket.recv(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e == EAGAIN => {
+                    if tries >= TRIES {
+                        for o in self.out.iter().filter(|o| !o.done) {
+                            o.iod.timeouts.add(1u64, Relaxed);
+                        }
+                        return Err(EAGAIN);
+                    }
+                    tries += 1;
+                    self.send_pending()?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let Some(datagram) = buf.get(..n) else {
+                continue;
+            };
+            // Anything undecodable or unexpected (a late answer to an
+            // earlier try, garbage) is ignored: the message stays pending.
+            let Ok(msg) = Message::decode(datagram) else {
+                continue;
+            };
+            let Some(o) = self
+                .out
+                .iter_mut()
+                .find(|o| o.id == msg.request_id && !o.done)
+            else {
+                continue;
+            };
+            o.done = true;
+            left -= 1;
+            match on_answer(o.dest, &msg.body) {
+                Ok(bytes) => {
+                    let us = o.sent.elapsed().as_micros_ceil();
+                    o.iod.record(bytes, u64::try_from(us).unwrap_or(0));
+                }
+                Err(e) => {
+                    o.iod.errors.add(1u64, Relaxed);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks an ACK for operation `op`.
+fn ack(op: MsgType, body: &Body<'_>) -> Result<usize> {
+    match body {
+        Body::Ack(a) if a.op == op && a.status == Status::Ok => Ok(0),
+        Body::Ack(a) if a.op == op => Err(status_error(a.status)),
+        _ => Err(EIO),
+    }
+}
+
+/// A file's data on the iods.
+pub(crate) struct FileIo<'a> {
+    pub(crate) table: &'a Table,
+    pub(crate) key: FileKey,
+    pub(crate) layout: StripeLayout,
+}
+
+impl FileIo<'_> {
+    fn viod(&self, id: u32) -> Result<&crate::viod::Viod> {
+        // A file striped over a viod that is gone cannot be served now;
+        // the client retries (the admin may add it back).
+        self.table.viod(id).ok_or(EAGAIN)
+    }
+
+    fn any_iod(&self) -> Result<SocketAddr> {
+        self.table
+            .viods
+            .first()
+            .and_then(|v| v.members.first())
+            .map(|m| m.addr)
+            .ok_or(EAGAIN)
+    }
+
+    /// Reads `buf.len()` bytes at `pos` through the module (relay).
+    pub(crate) fn read(&self, pos: u64, buf: &mut [u8]) -> Result {
+        let mut ex = Exchange::new(self.table, &self.any_iod()?)?;
+        let mut dest = 0usize;
+        for piece in self.layout.pieces(pos, buf.len() as u64).map_err(|_| EINVAL)? {
+            let viod = self.viod(piece.viod)?;
+            let mut done = 0u64;
+            while done < piece.len {
+                let len = (piece.len - done).min(wire::MAX_DATA_PER_MSG as u64);
+                let iod = viod.reader().ok_or(EAGAIN)?;
+                let origin = ex.origin(iod);
+                let body = Body::Read(wire::Read {
+                    key: self.key,
+                    local_offset: piece.local_offset + done,
+                    len: len as u32,
+                    routes: List::Items(&[]),
+                    reply: ReplySpec::Relay { origin },
+                    gathered: &[],
+                });
+                ex.add(iod, dest, |id, b| {
+                    Message::new(id, body).encode(b).map_err(|_| EINVAL)
+                })?;
+                dest += len as usize;
+                done += len;
+            }
+        }
+        ex.run(|at, body| match body {
+            Body::ReadReply(r) if r.status == Status::Ok => {
+                let dst = buf.get_mut(at..at + r.data.len()).ok_or(EIO)?;
+                dst.copy_from_slice(r.data);
+                Ok(r.data.len())
+            }
+            Body::ReadReply(r) => Err(status_error(r.status)),
+            _ => Err(EIO),
+        })
+    }
+
+    /// Has the iods answer a UDP READ of `count` bytes at `pos` themselves:
+    /// the first iod reads its part and forwards along the routing list,
+    /// the last one sends nfsd's reply header and the data to the client.
+    pub(crate) fn read_direct(&self, pos: u64, count: usize, reply: &DirectReply<'_>) -> Result {
+        if count > wire::MAX_DATA_PER_MSG {
+            return Err(EINVAL);
+        }
+        let mut first: Option<(Arc<Iod>, u64, u32)> = None;
+        let mut hops: KVec<Hop> = KVec::new();
+        for piece in self.layout.pieces(pos, count as u64).map_err(|_| EINVAL)? {
+            let iod = self.viod(piece.viod)?.reader().ok_or(EAGAIN)?;
+            if first.is_none() {
+                first = Some((iod.clone(), piece.local_offset, piece.len as u32));
+            } else {
+                hops.push(
+                    Hop {
+                        addr: iod.addr,
+                        local_offset: piece.local_offset,
+                        len: piece.len as u32,
+                    },
+                    GFP_KERNEL,
+                )?;
+            }
+        }
+        // A read at or past the end: no data, only the header.
+        let (iod, local_offset, len) = match first {
+            Some(f) => f,
+            None => {
+                let viod = self.viod(self.layout.first_viod)?;
+                (viod.reader().ok_or(EAGAIN)?.clone(), 0, 0)
+            }
+        };
+        let ex = Exchange::new(self.table, &iod.addr)?;
+        let body = Body::Read(wire::Read {
+            key: self.key,
+            local_offset,
+            len,
+            routes: List::Items(&hops),
+            reply: ReplySpec::Direct {
+                client: reply.client,
+                source: reply.server,
+                header: reply.header,
+                pad: true,
+            },
+            gathered: &[],
+        });
+        let mut datagram = KVVec::from_elem(0u8, wire::MAX_DATAGRAM, GFP_KERNEL)?;
+        let n = Message::new(next_request_id(), body)
+            .encode(&mut datagram)
+            .map_err(|_| EINVAL)?;
+        let datagram = datagram.get(..n).ok_or(EINVAL)?;
+        // Fire and forget: a lost reply is retransmitted by the client.
+        ex.socket.send_to(datagram, &iod.addr)?;
+        iod.record(count, 0);
+        Ok(())
+    }
+
+    /// Writes `data` at `pos` on every member of the viods concerned (a
+    /// replica chain per viod), returning once all have acknowledged.
+    pub(crate) fn write(&self, pos: u64, data: &[u8]) -> Result {
+        let mut ex = Exchange::new(self.table, &self.any_iod()?)?;
+        let mut at = 0usize;
+        for piece in self.layout.pieces(pos, data.len() as u64).map_err(|_| EINVAL)? {
+            let viod = self.viod(piece.viod)?;
+            let mut chain: KVec<SocketAddr> = KVec::new();
+            let mut head: Option<&Arc<Iod>> = None;
+            for m in viod.writers() {
+                if head.is_none() {
+                    head = Some(m);
+                } else {
+                    chain.push(m.addr, GFP_KERNEL)?;
+                }
+            }
+            let head = head.ok_or(EAGAIN)?;
+            let origin = ex.origin(head);
+            let mut done = 0u64;
+            while done < piece.len {
+                let len = (piece.len - done).min(wire::MAX_DATA_PER_MSG as u64) as usize;
+                let chunk = data.get(at..at + len).ok_or(EINVAL)?;
+                let body = Body::Write(wire::Write {
+                    key: self.key,
+                    local_offset: piece.local_offset + done,
+                    chain: Chain {
+                        origin,
+                        members: List::Items(&chain),
+                    },
+                    data: chunk,
+                });
+                ex.add(head, at, |id, b| {
+                    Message::new(id, body).encode(b).map_err(|_| EINVAL)
+                })?;
+                at += len;
+                done += len as u64;
+            }
+        }
+        ex.run(|_, body| ack(MsgType::Write, body))
+    }
+
+    /// Sends `build`'s message (given a replica chain) to every viod of the
+    /// file and waits for every chain's acknowledgement.
+    fn broadcast(
+        &self,
+        op: MsgType,
+        build: impl Fn(u32, Chain<'_>) -> Result<Body<'_>>,
+    ) -> Result {
+        let mut ex = Exchange::new(self.table, &self.any_iod()?)?;
+        for v in 0..self.layout.width {
+            let viod = self.viod(v)?;
+            let mut chain: KVec<SocketAddr> = KVec::new();
+            let mut head: Option<&Arc<Iod>> = None;
+            for m in viod.writers() {
+                if head.is_none() {
+                    head = Some(m);
+                } else {
+                    chain.push(m.addr, GFP_KERNEL)?;
+                }
+            }
+            let head = head.ok_or(EAGAIN)?;
+            let origin = ex.origin(head);
+            let body = build(
+                v,
+                Chain {
+                    origin,
+                    members: List::Items(&chain),
+                },
+            )?;
+            ex.add(head, 0, |id, b| {
+                Message::new(id, body).encode(b).map_err(|_| EINVAL)
+            })?;
+        }
+        ex.run(|_, body| ack(op, body))
+    }
+
+    /// Makes the file's data durable on every iod holding it.
+    pub(crate) fn commit(&self) -> Result {
+        self.broadcast(MsgType::Commit, |_, chain| {
+            Ok(Body::Commit(wire::Commit {
+                key: self.key,
+                chain,
+            }))
+        })
+    }
+
+    /// Cuts (or extends with zeros) the file's data to the real size `size`.
+    pub(crate) fn truncate(&self, size: u64) -> Result {
+        self.broadcast(MsgType::Truncate, |v, chain| {
+            let new_len = self.layout.local_len(v, size).map_err(|_| EINVAL)?;
+            Ok(Body::Truncate(wire::Truncate {
+                key: self.key,
+                new_len,
+                chain,
+            }))
+        })
+    }
+}

@@ -1,0 +1,394 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The viod table: viods (groups of iods replicating each other) and their
+//! members, changed at run time by control commands while nfsd threads use
+//! it.
+//!
+//! Readers take the table lock only to clone an `Arc` of the current table,
+//! so a request never waits on a writer for longer than that; a writer
+//! builds a new table beside the old one and swaps it in. Member counters
+//! live in the members themselves (`Arc<Iod>`), shared by old and new
+//! tables, so they survive reconfiguration.
+
+use core::fmt::Write;
+use core::net::{IpAddr, SocketAddr};
+
+use kernel::{
+    prelude::*,
+    sync::{
+        atomic::{Atomic, Relaxed},
+        Arc,
+    },
+};
+
+use crate::ffi::{NetRef, UdpSocket};
+use crate::proto::control::{Answer, Command, IodState, ListLine, Members};
+
+/// One iod: where it is, its state and its counters.
+pub(crate) struct Iod {
+    pub(crate) addr: SocketAddr,
+    /// Our own address as the iod sees it (replies and acks come back here).
+    pub(crate) origin_ip: IpAddr,
+    state: Atomic<u32>,
+    pub(crate) requests: Atomic<u64>,
+    pub(crate) bytes: Atomic<u64>,
+    pub(crate) errors: Atomic<u64>,
+    pub(crate) timeouts: Atomic<u64>,
+    /// Exponentially weighted mean latency (microseconds).
+    latency_us: Atomic<u64>,
+}
+
+fn state_to_u32(s: IodState) -> u32 {
+    match s {
+        IodState::Up => 0,
+        IodState::Down => 1,
+        IodState::Resync => 2,
+    }
+}
+
+fn state_from_u32(v: u32) -> IodState {
+    match v {
+        0 => IodState::Up,
+        2 => IodState::Resync,
+        _ => IodState::Down,
+    }
+}
+
+impl Iod {
+    pub(crate) fn state(&self) -> IodState {
+        state_from_u32(self.state.load(Relaxed))
+    }
+
+    /// Whether the iod receives writes (up, or re-syncing).
+    pub(crate) fn takes_writes(&self) -> bool {
+        self.state() != IodState::Down
+    }
+
+    /// Records one answered request.
+    pub(crate) fn record(&self, bytes: usize, latency_us: u64) {
+        self.requests.add(1u64, Relaxed);
+        self.bytes.add(bytes as u64, Relaxed);
+        let old = self.latency_us.load(Relaxed);
+        let new = if old == 0 {
+            latency_us
+        } else {
+            (old.saturating_mul(7).saturating_add(latency_us)) / 8
+        };
+        self.latency_us.store(new, Relaxed);
+    }
+
+    fn list_line(&self, viod: u32) -> ListLine {
+        ListLine {
+            viod,
+            addr: self.addr,
+            state: self.state(),
+            requests: self.requests.load(Relaxed),
+            bytes: self.bytes.load(Relaxed),
+            errors: self.errors.load(Relaxed),
+            timeouts: self.timeouts.load(Relaxed),
+            latency_us: self.latency_us.load(Relaxed),
+        }
+    }
+}
+
+/// A group of iods holding the same data.
+pub(crate) struct Viod {
+    pub(crate) id: u32,
+    pub(crate) members: KVec<Arc<Iod>>,
+    /// Round-robin cursor for reads, shared across table versions.
+    cursor: Arc<Atomic<u32>>,
+}
+
+impl Viod {
+    /// The member to read from: the next up member, round-robin.
+    pub(crate) fn reader(&self) -> Option<&Arc<Iod>> {
+        let n = self.members.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.cursor.fetch_add(1u32, Relaxed) as usize;
+        (0..n)
+            .filter_map(|i| start.wrapping_add(i).checked_rem(n))
+            .filter_map(|i| self.members.get(i))
+            .find(|m| m.state() == IodState::Up)
+    }
+
+    /// The members that must receive a write, in chain order.
+    pub(crate) fn writers(&self) -> impl Iterator<Item = &Arc<Iod>> {
+        self.members.iter().filter(|m| m.takes_writes())
+    }
+
+    fn find(&self, addr: &SocketAddr) -> Option<usize> {
+        self.members.iter().position(|m| m.addr == *addr)
+    }
+}
+
+/// The network namespace the table lives in, pinned by a socket.
+pub(crate) struct Anchor {
+    _socket: UdpSocket,
+    pub(crate) net: NetRef,
+}
+
+/// One version of the table.
+pub(crate) struct Table {
+    /// Sorted by id.
+    pub(crate) viods: KVec<Viod>,
+    pub(crate) anchor: Option<Arc<Anchor>>,
+    /// How long to wait for an iod's answer before retrying.
+    pub(crate) timeout_ms: u32,
+}
+
+/// Default wait for an iod's answer.
+const DEFAULT_TIMEOUT_MS: u32 = 500;
+
+impl Table {
+    pub(crate) fn empty() -> Result<Arc<Table>> {
+        Ok(Arc::new(
+            Table {
+                viods: KVec::new(),
+                anchor: None,
+                timeout_ms: DEFAULT_TIMEOUT_MS,
+            },
+            GFP_KERNEL,
+        )?)
+    }
+
+    pub(crate) fn viod(&self, id: u32) -> Option<&Viod> {
+        self.viods
+            .binary_search_by_key(&id, |v| v.id)
+            .ok()
+            .and_then(|i| self.viods.get(i))
+    }
+
+    /// Stripe width for a new file: the viods 0, 1, 2, … present without a
+    /// gap.
+    pub(crate) fn width(&self) -> u32 {
+        let mut w = 0u32;
+        while self.viod(w).is_some() {
+            w += 1;
+        }
+        w
+    }
+
+    /// A copy of the table sharing every member, to be changed and swapped
+    /// in.
+    fn clone_for_update(&self) -> Result<Table> {
+        let mut viods = KVec::with_capacity(self.viods.len() + 1, GFP_KERNEL)?;
+        for v in self.viods.iter() {
+            let mut members = KVec::with_capacity(v.members.len() + 1, GFP_KERNEL)?;
+            for m in v.members.iter() {
+                members.push(m.clone(), GFP_KERNEL)?;
+            }
+            viods.push(
+                Viod {
+                    id: v.id,
+                    members,
+                    cursor: v.cursor.clone(),
+                },
+                GFP_KERNEL,
+            )?;
+        }
+        Ok(Table {
+            viods,
+            anchor: self.anchor.clone(),
+            timeout_ms: self.timeout_ms,
+        })
+    }
+}
+
+/// An answer being written into the control buffer.
+pub(crate) struct AnswerBuf<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+    overflow: bool,
+}
+
+impl<'a> AnswerBuf<'a> {
+    pub(crate) fn new(buf: &'a mut [u8]) -> Self {
+        AnswerBuf {
+            buf,
+            len: 0,
+            overflow: false,
+        }
+    }
+
+    /// Appends one answer line.
+    pub(crate) fn line(&mut self, a: &Answer<'_>) {
+        let _ = writeln!(self, "{a}");
+    }
+
+    /// The answer's length, or `EFBIG` if it did not fit.
+    pub(crate) fn finish(self) -> Result<usize> {
+        if self.overflow {
+            Err(EFBIG)
+        } else {
+            Ok(self.len)
+        }
+    }
+}
+
+impl Write for AnswerBuf<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let end = self.len.checked_add(s.len()).ok_or(core::fmt::Error)?;
+        match self.buf.get_mut(self.len..end) {
+            Some(dst) => {
+                dst.copy_from_slice(s.as_bytes());
+                self.len = end;
+                Ok(())
+            }
+            None => {
+                self.overflow = true;
+                Err(core::fmt::Error)
+            }
+        }
+    }
+}
+
+fn oom(_: impl Into<Error>) -> Error {
+    ENOMEM
+}
+
+fn new_iod(net: &NetRef, addr: SocketAddr) -> Result<Arc<Iod>> {
+    let origin_ip = UdpSocket::source_for(net, &addr)
+        .map_err(|_| EHOSTUNREACH)?;
+    Arc::new(
+        Iod {
+            addr,
+            origin_ip,
+            state: Atomic::new(state_to_u32(IodState::Up)),
+            requests: Atomic::new(0),
+            bytes: Atomic::new(0),
+            errors: Atomic::new(0),
+            timeouts: Atomic::new(0),
+            latency_us: Atomic::new(0),
+        },
+        GFP_KERNEL,
+    )
+    .map_err(oom)
+}
+
+fn new_members(
+    net: &NetRef,
+    addrs: &Members,
+) -> Result<KVec<Arc<Iod>>> {
+    let mut members = KVec::with_capacity(addrs.len(), GFP_KERNEL).map_err(oom)?;
+    for (i, a) in addrs.iter().enumerate() {
+        if addrs.iter().take(i).any(|b| b == a) {
+            return Err(EINVAL);
+        }
+        members.push(new_iod(net, a)?, GFP_KERNEL).map_err(oom)?;
+    }
+    Ok(members)
+}
+
+/// Applies a changing command to `old`, giving the new table. Nothing
+/// changes when it fails: `ENOENT` names an unknown viod or iod, `EEXIST`
+/// one that exists, `EBUSY` a table bound to another network namespace
+/// or the removal of a viod's last member (use `del-viod`), `E2BIG` a full
+/// viod, `EHOSTUNREACH` an iod with no route to it.
+pub(crate) fn apply(
+    old: &Table,
+    net: NetRef,
+    cmd: &Command,
+) -> Result<Table> {
+    let mut t = old.clone_for_update().map_err(oom)?;
+    // Bind the table to the namespace nfsd and the iods live in.
+    match &t.anchor {
+        Some(a) if !a.net.same(&net) => {
+            if !t.viods.is_empty() {
+                // The viods are configured in another network namespace.
+                return Err(EBUSY);
+            }
+            t.anchor = None;
+        }
+        _ => {}
+    }
+    if t.anchor.is_none() && matches!(cmd, Command::AddViod { .. } | Command::AddIod { .. }) {
+        let probe = SocketAddr::new(IpAddr::V4(core::net::Ipv4Addr::LOCALHOST), 0);
+        let socket = UdpSocket::new(&net, &probe).map_err(|_| oom(ENOMEM))?;
+        let pinned = socket.pin_net();
+        t.anchor = Some(
+            Arc::new(
+                Anchor {
+                    _socket: socket,
+                    net: pinned,
+                },
+                GFP_KERNEL,
+            )
+            .map_err(oom)?,
+        );
+    }
+    match *cmd {
+        Command::AddViod { id, ref members } => {
+            if t.viod(id).is_some() {
+                return Err(EEXIST);
+            }
+            let anchor = t.anchor.clone().ok_or(EINVAL)?;
+            let members = new_members(&anchor.net, members)?;
+            let at = t.viods.iter().position(|v| v.id > id).unwrap_or(t.viods.len());
+            let viod = Viod {
+                id,
+                members,
+                cursor: Arc::new(Atomic::new(0), GFP_KERNEL).map_err(oom)?,
+            };
+            t.viods.insert_within_capacity(at, viod).map_err(|_| oom(ENOMEM))?;
+        }
+        Command::DelViod { id } => {
+            let at = t
+                .viods
+                .iter()
+                .position(|v| v.id == id)
+                .ok_or(ENOENT)?;
+            t.viods.remove(at).map_err(|_| ENOENT)?;
+        }
+        Command::AddIod { viod, addr } => {
+            let anchor = t.anchor.clone().ok_or(EINVAL)?;
+            let v = t
+                .viods
+                .iter_mut()
+                .find(|v| v.id == viod)
+                .ok_or(ENOENT)?;
+            if v.find(&addr).is_some() {
+                return Err(EEXIST);
+            }
+            if v.members.len() >= crate::proto::control::MAX_MEMBERS {
+                return Err(E2BIG);
+            }
+            let iod = new_iod(&anchor.net, addr)?;
+            // A new member holds nothing yet: it must be re-synced first.
+            iod.state.store(state_to_u32(IodState::Resync), Relaxed);
+            v.members.push(iod, GFP_KERNEL).map_err(oom)?;
+        }
+        Command::DelIod { viod, addr } => {
+            let v = t
+                .viods
+                .iter_mut()
+                .find(|v| v.id == viod)
+                .ok_or(ENOENT)?;
+            let at = v.find(&addr).ok_or(ENOENT)?;
+            if v.members.len() == 1 {
+                return Err(EBUSY);
+            }
+            v.members.remove(at).map_err(|_| ENOENT)?;
+        }
+        Command::SetState { viod, addr, state } => {
+            let v = t.viod(viod).ok_or(ENOENT)?;
+            let at = v.find(&addr).ok_or(ENOENT)?;
+            if let Some(m) = v.members.get(at) {
+                m.state.store(state_to_u32(state), Relaxed);
+            }
+        }
+        Command::Timeout { ms } => t.timeout_ms = ms,
+        Command::List | Command::Stats => {}
+    }
+    Ok(t)
+}
+
+/// Writes the `list` answer.
+pub(crate) fn list(t: &Table, out: &mut AnswerBuf<'_>) {
+    for v in t.viods.iter() {
+        for m in v.members.iter() {
+            out.line(&Answer::Member(m.list_line(v.id)));
+        }
+    }
+}
