@@ -178,6 +178,13 @@ impl UdpSocket {
         }
     }
 
+    /// Sets the receive buffer size: the answers to every stripe of a
+    /// request arrive at once.
+    pub(crate) fn set_recv_buffer(&self, bytes: i32) {
+        // SAFETY: `self.sock` is live and has a `struct sock`.
+        unsafe { bindings::sock_set_rcvbuf((*self.sock).sk, bytes) };
+    }
+
     /// Sets how long [`UdpSocket::recv`] waits for a datagram.
     pub(crate) fn set_recv_timeout_ms(&self, ms: u32) {
         // SAFETY: the socket is private to its owner until it is used, so

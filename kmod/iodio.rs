@@ -31,6 +31,10 @@ use crate::viod::{Iod, Table};
 /// How many times an unanswered message is sent in all.
 const TRIES: u32 = 3;
 
+/// Receive buffer of a request's socket: room for the answers to a 1 MiB
+/// READ (17 datagrams of 60 KiB) with the kernel's per-packet overhead.
+const RECEIVE_BUFFER: i32 = 4 << 20;
+
 static NEXT_REQUEST_ID: Atomic<u64> = Atomic::new(1);
 
 fn next_request_id() -> u64 {
@@ -56,6 +60,8 @@ struct Outgoing {
     done: bool,
     /// Where a READ's data goes in the caller's buffer.
     dest: usize,
+    /// Data bytes the message moves (for the iod's counters).
+    bytes: usize,
     sent: Instant<Monotonic>,
 }
 
@@ -71,6 +77,7 @@ impl Exchange {
         let anchor = table.anchor.as_ref().ok_or(EAGAIN)?;
         let socket = UdpSocket::new(&anchor.net, like)?;
         socket.set_recv_timeout_ms(table.timeout_ms);
+        socket.set_recv_buffer(RECEIVE_BUFFER);
         let port = socket.local_port(like)?;
         Ok(Exchange {
             socket,
@@ -84,15 +91,20 @@ impl Exchange {
         SocketAddr::new(iod.origin_ip, self.port)
     }
 
-    /// Queues a message built by `build` (given its request id) for `iod`.
+    /// Queues a message built by `build` (given its request id) for `iod`;
+    /// it moves `bytes` of data, `carried` of them in the message itself.
     fn add(
         &mut self,
         iod: &Arc<Iod>,
         dest: usize,
+        bytes: usize,
+        carried: usize,
         build: impl FnOnce(u64, &mut [u8]) -> Result<usize>,
     ) -> Result {
         let id = next_request_id();
-        let mut datagram = KVVec::from_elem(0u8, wire::MAX_DATAGRAM, GFP_KERNEL)?;
+        // Room for the data and the largest header (routes, reply header).
+        let room = (carried + 4096).min(wire::MAX_DATAGRAM);
+        let mut datagram = KVVec::from_elem(0u8, room, GFP_KERNEL)?;
         let len = build(id, &mut datagram)?;
         datagram.truncate(len);
         self.out.push(
@@ -102,6 +114,7 @@ impl Exchange {
                 datagram,
                 done: false,
                 dest,
+                bytes,
                 sent: Instant::now(),
             },
             GFP_KERNEL,
@@ -120,9 +133,8 @@ impl Exchange {
     }
 
     /// Sends everything and waits for every answer; `on_answer` checks one
-    /// (given the message's destination offset) and returns the bytes it
-    /// moved.
-    fn run(&mut self, mut on_answer: impl FnMut(usize, &Body<'_>) -> Result<usize>) -> Result {
+    /// (given the message's destination offset).
+    fn run(&mut self, mut on_answer: impl FnMut(usize, &Body<'_>) -> Result) -> Result {
         let mut left = self.out.len();
         let mut buf = KVVec::from_elem(0u8, wire::MAX_DATAGRAM, GFP_KERNEL)?;
         let mut tries = 1;
@@ -161,9 +173,9 @@ impl Exchange {
             o.done = true;
             left -= 1;
             match on_answer(o.dest, &msg.body) {
-                Ok(bytes) => {
+                Ok(()) => {
                     let us = o.sent.elapsed().as_micros_ceil();
-                    o.iod.record(bytes, u64::try_from(us).unwrap_or(0));
+                    o.iod.record(o.bytes, Some(u64::try_from(us).unwrap_or(0)));
                 }
                 Err(e) => {
                     o.iod.errors.add(1u64, Relaxed);
@@ -176,9 +188,9 @@ impl Exchange {
 }
 
 /// Checks an ACK for operation `op`.
-fn ack(op: MsgType, body: &Body<'_>) -> Result<usize> {
+fn ack(op: MsgType, body: &Body<'_>) -> Result {
     match body {
-        Body::Ack(a) if a.op == op && a.status == Status::Ok => Ok(0),
+        Body::Ack(a) if a.op == op && a.status == Status::Ok => Ok(()),
         Body::Ack(a) if a.op == op => Err(status_error(a.status)),
         _ => Err(EIO),
     }
@@ -226,7 +238,7 @@ impl FileIo<'_> {
                     reply: ReplySpec::Relay { origin },
                     gathered: &[],
                 });
-                ex.add(iod, dest, |id, b| {
+                ex.add(iod, dest, len as usize, 0, |id, b| {
                     Message::new(id, body).encode(b).map_err(|_| EINVAL)
                 })?;
                 dest += len as usize;
@@ -237,7 +249,7 @@ impl FileIo<'_> {
             Body::ReadReply(r) if r.status == Status::Ok => {
                 let dst = buf.get_mut(at..at + r.data.len()).ok_or(EIO)?;
                 dst.copy_from_slice(r.data);
-                Ok(r.data.len())
+                Ok(())
             }
             Body::ReadReply(r) => Err(status_error(r.status)),
             _ => Err(EIO),
@@ -297,7 +309,7 @@ impl FileIo<'_> {
         let datagram = datagram.get(..n).ok_or(EINVAL)?;
         // Fire and forget: a lost reply is retransmitted by the client.
         ex.socket.send_to(datagram, &iod.addr)?;
-        iod.record(count, 0);
+        iod.record(count, None);
         Ok(())
     }
 
@@ -332,7 +344,7 @@ impl FileIo<'_> {
                     },
                     data: chunk,
                 });
-                ex.add(head, at, |id, b| {
+                ex.add(head, at, len, len, |id, b| {
                     Message::new(id, body).encode(b).map_err(|_| EINVAL)
                 })?;
                 at += len;
@@ -370,7 +382,7 @@ impl FileIo<'_> {
                     members: List::Items(&chain),
                 },
             )?;
-            ex.add(head, 0, |id, b| {
+            ex.add(head, 0, 0, 0, |id, b| {
                 Message::new(id, body).encode(b).map_err(|_| EINVAL)
             })?;
         }

@@ -64,10 +64,14 @@ impl Iod {
         self.state() != IodState::Down
     }
 
-    /// Records one answered request.
-    pub(crate) fn record(&self, bytes: usize, latency_us: u64) {
+    /// Records one request, with its latency when it was answered to us
+    /// (direct reads are answered to the client).
+    pub(crate) fn record(&self, bytes: usize, latency_us: Option<u64>) {
         self.requests.add(1u64, Relaxed);
         self.bytes.add(bytes as u64, Relaxed);
+        let Some(latency_us) = latency_us else {
+            return;
+        };
         let old = self.latency_us.load(Relaxed);
         let new = if old == 0 {
             latency_us

@@ -84,12 +84,34 @@ impl ServerHandle {
     }
 }
 
+/// Receive buffer asked for: a meta-server sends every stripe of a 1 MiB
+/// request at once (as 60 KiB datagrams), more than the default 208 KiB
+/// holds; a full buffer drops datagrams and costs a retransmission timeout.
+const RECEIVE_BUFFER: libc::c_int = 8 << 20;
+
+fn enlarge_receive_buffer(sock: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let fd = sock.as_raw_fd();
+    // SO_RCVBUFFORCE passes net.core.rmem_max but needs CAP_NET_ADMIN,
+    // which direct replies need anyway; without it, SO_RCVBUF (capped).
+    if crate::transparent::setopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, RECEIVE_BUFFER)
+        .is_err()
+    {
+        if let Err(e) =
+            crate::transparent::setopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, RECEIVE_BUFFER)
+        {
+            log::warn!("cannot enlarge the receive buffer: {e}");
+        }
+    }
+}
+
 impl Server {
     /// Bind the socket and open the data directory.
     pub fn bind(cfg: Config) -> anyhow::Result<Self> {
         let sock = UdpSocket::bind(cfg.listen).with_context(|| format!("bind {}", cfg.listen))?;
         sock.set_read_timeout(Some(Duration::from_millis(200)))
             .context("set read timeout")?;
+        enlarge_receive_buffer(&sock);
         let store = Store::new(&cfg.data_dir)
             .with_context(|| format!("data directory {}", cfg.data_dir.display()))?;
         Ok(Server {

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 /// Most cached sockets (one per meta-server address in practice).
 const CACHE_MAX: usize = 64;
 
-fn setopt(fd: i32, level: i32, name: i32) -> io::Result<()> {
-    let one: libc::c_int = 1;
+/// Set an integer socket option.
+pub(crate) fn setopt_int(fd: i32, level: i32, name: i32, value: libc::c_int) -> io::Result<()> {
     // SAFETY: fd is a valid socket we own; the option value is a c_int
     // living across the call, and we pass its exact size.
     let r = unsafe {
@@ -22,7 +22,7 @@ fn setopt(fd: i32, level: i32, name: i32) -> io::Result<()> {
             fd,
             level,
             name,
-            &one as *const libc::c_int as *const libc::c_void,
+            &value as *const libc::c_int as *const libc::c_void,
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
@@ -31,6 +31,10 @@ fn setopt(fd: i32, level: i32, name: i32) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+fn setopt(fd: i32, level: i32, name: i32) -> io::Result<()> {
+    setopt_int(fd, level, name, 1)
 }
 
 /// Create a UDP socket bound to `source` even though `source` is not a
