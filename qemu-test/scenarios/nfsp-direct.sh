@@ -32,14 +32,15 @@ drop_caches() {
 	done
 }
 
-# parallel_read KIND: all clients read the file at once; sets ms, bytes, tx.
+# parallel_read KIND [EXPORT]: all clients read the file at once from
+# /mnt/EXPORT-KIND (EXPORT: nfsp by default); sets ms, bytes, tx.
 parallel_read() {
-	local kind=$1 i start end tx0 pids=() rc=0
+	local kind=$1 export=${2:-nfsp} i start end tx0 pids=() rc=0
 	drop_caches
 	tx0=$(meta_tx)
 	start=$(now_ms)
 	for ((i = 1; i <= CLIENTS; i++)); do
-		on "client$i" dd if="/mnt/nfsp-$kind/big" of=/dev/null bs=1M status=none &
+		on "client$i" dd if="/mnt/$export-$kind/big" of=/dev/null bs=1M status=none &
 		pids+=($!)
 	done
 	for i in "${pids[@]}"; do
@@ -50,7 +51,7 @@ parallel_read() {
 	((ms > 0)) || ms=1
 	tx=$(($(meta_tx) - tx0))
 	bytes=$((size * CLIENTS))
-	echo "nfsp-direct: $kind: $CLIENTS clients read $((bytes / 1048576)) MiB in $ms ms:" \
+	echo "nfsp-direct: $export $kind: $CLIENTS clients read $((bytes / 1048576)) MiB in $ms ms:" \
 		"$((bytes / 1000 / ms)) MB/s aggregate (link cap ${LINK_MBIT} Mbit/s =" \
 		"$((LINK_MBIT / 8)) MB/s); meta transmitted $tx bytes ($((tx * 100 / bytes)) % of the bytes read)"
 	return "$rc"
@@ -76,5 +77,19 @@ check "udp: client4 reads it byte-exact" byte_exact "client$CLIENTS" udp
 check "tcp (relay): $CLIENTS parallel reads complete" parallel_read tcp
 echo "nfsp-direct: relay over TCP: $((bytes / ms)) kB/s aggregate, meta sent $tx bytes" \
 	"($((tx * 100 / bytes)) % of $bytes bytes read)"
+relay_rate=$((bytes / ms))
 check "tcp: client1 reads it byte-exact" byte_exact client1 tcp
+
+# The same file on the plain export of the same server, side by side: one
+# NIC (meta's) carries every byte.
+cp "$src" /srv/plain/big
+for kind in udp tcp; do
+	check "plain knfsd $kind: $CLIENTS parallel reads complete" parallel_read "$kind" plain
+	eval "plain_${kind}_rate=\$((bytes / ms))"
+done
+echo "nfsp-direct: summary (kB/s aggregate, cap $LINK_MBIT Mbit/s per host):" \
+	"plain-udp $plain_udp_rate plain-tcp $plain_tcp_rate" \
+	"nfsp-udp-direct $((udp_bytes / udp_ms)) nfsp-tcp-relay $relay_rate"
+check "udp: direct reads beat plain knfsd over UDP by 1.5x" \
+	test $((udp_bytes / udp_ms * 2)) -gt $((plain_udp_rate * 3))
 summary
