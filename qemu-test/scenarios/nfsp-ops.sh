@@ -116,4 +116,19 @@ ino=$(stat -c %i /srv/nfsp/rm-me)
 check "rm" on client1 rm /mnt/nfsp-udp/rm-me
 check "it is gone for the other client" on client2 sh -c '! test -e /mnt/nfsp-tcp/rm-me'
 check "its record is queued" has_record "$ino" 65537
+
+# NFSv4 never sees meta-files as data: the export refuses it (README).
+v4_refused() {
+	local out
+	mkdir -p /mnt/nfsp-v4
+	if out=$(on client1 mount -t nfs -o vers=4.2 meta:/nfsp /mnt/nfsp-v4 2>&1); then
+		on client1 umount /mnt/nfsp-v4
+		echo "an NFSv4.2 mount of the nfsp export succeeded" >&2
+		return 1
+	fi
+	echo "$out"
+	echo "$out" | grep -qi "access denied"
+}
+check "an NFSv4.2 mount of the nfsp export is refused: access denied" v4_refused
+check "NFSv4.2 on the plain export still works" on client1 ls /mnt/plain-v4
 summary
