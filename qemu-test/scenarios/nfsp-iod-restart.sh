@@ -47,4 +47,54 @@ check "after the restart: byte-exact over udp" after_restart client2 udp
 check "after the restart: byte-exact over tcp" after_restart client1 tcp
 echo "nfsp-iod-restart: iodctl list after the restart:"
 on meta "$top/target/release/iodctl" list
+
+# A silent iod (stopped, not dead): the relayed read gets a retryable error
+# after the timeout (the nfsd thread is not held), the timeout is counted,
+# and the read completes once the iod answers again.
+iodctl() { on meta "$top/target/release/iodctl" "$@"; }
+# timeouts_of ADDR:PORT: that iod's timeout counter.
+timeouts_of() {
+	iodctl list --json | tr '{' '\n' | grep "\"iod\":\"$1\"" |
+		sed 's/.*"timeouts":\([0-9]*\).*/\1/'
+}
+iod3=$(host_addr iod3):7000
+check "iod timeout set to 500 ms" iodctl timeout 500
+t0=$(timeouts_of "$iod3")
+kill -STOP "$(cat /run/nfsp/iod3.pid)"
+reader client1 tcp &
+p3=$!
+sleep 4
+counted() {
+	local t
+	t=$(timeouts_of "$iod3")
+	echo "iod3 timeouts: $t0 before, $t now"
+	[ -n "$t" ] && [ "$t" -gt "${t0:-0}" ]
+}
+check "a silent iod's timeouts are counted" counted
+check "nfsd still serves other requests meanwhile" on client2 ls /mnt/nfsp-tcp
+kill -CONT "$(cat /run/nfsp/iod3.pid)"
+wait "$p3"
+check "the read completes byte-exact once the iod answers" test "$(cat /tmp/restart-rc-client1)" = 0
+
+# The viod table changes while I/O runs: reads are not disturbed.
+viods() {
+	iodctl list --json | grep -o '"viod":[0-9]*' | sort -u | tr '\n' ' '
+}
+before=$(viods)
+reader client2 tcp &
+p4=$!
+changes() {
+	local i iod1
+	iod1=$(host_addr iod1):7000
+	for ((i = 0; i < 5; i++)); do
+		iodctl add-viod 9 "$iod1" &&
+		iodctl set-state 0 "$iod1" up &&
+		iodctl timeout 700 &&
+		iodctl del-viod 9 || return 1
+	done
+}
+check "viods added, changed and removed during a read" changes
+wait "$p4"
+check "the read during the changes is byte-exact" test "$(cat /tmp/restart-rc-client2)" = 0
+check "the table is as before ($before)" test "$(viods)" = "$before"
 summary
