@@ -26,7 +26,7 @@ use crate::proto::{
     stripe::StripeLayout,
     wire::{self, Body, Chain, Hop, List, Message, MsgType, ReplySpec, Status},
 };
-use crate::viod::{Iod, Table};
+use crate::viod::{Iod, Table, Viod};
 
 /// How many times an unanswered message is sent in all.
 const TRIES: u32 = 3;
@@ -196,6 +196,19 @@ fn ack(op: MsgType, body: &Body<'_>) -> Result {
     }
 }
 
+/// The members of `viod` a write goes to: the first one, which gets the
+/// message, and the rest of the chain, in order.
+fn replica_chain(viod: &Viod) -> Result<(&Arc<Iod>, KVec<SocketAddr>)> {
+    let mut writers = viod.writers();
+    // No member takes writes: the client retries until one does.
+    let head = writers.next().ok_or(EAGAIN)?;
+    let mut chain = KVec::new();
+    for m in writers {
+        chain.push(m.addr, GFP_KERNEL)?;
+    }
+    Ok((head, chain))
+}
+
 /// A file's data on the iods.
 pub(crate) struct FileIo<'a> {
     pub(crate) table: &'a Table,
@@ -204,7 +217,7 @@ pub(crate) struct FileIo<'a> {
 }
 
 impl FileIo<'_> {
-    fn viod(&self, id: u32) -> Result<&crate::viod::Viod> {
+    fn viod(&self, id: u32) -> Result<&Viod> {
         // A file striped over a viod that is gone cannot be served now;
         // the client retries (the admin may add it back).
         self.table.viod(id).ok_or(EAGAIN)
@@ -319,17 +332,7 @@ impl FileIo<'_> {
         let mut ex = Exchange::new(self.table, &self.any_iod()?)?;
         let mut at = 0usize;
         for piece in self.layout.pieces(pos, data.len() as u64).map_err(|_| EINVAL)? {
-            let viod = self.viod(piece.viod)?;
-            let mut chain: KVec<SocketAddr> = KVec::new();
-            let mut head: Option<&Arc<Iod>> = None;
-            for m in viod.writers() {
-                if head.is_none() {
-                    head = Some(m);
-                } else {
-                    chain.push(m.addr, GFP_KERNEL)?;
-                }
-            }
-            let head = head.ok_or(EAGAIN)?;
+            let (head, chain) = replica_chain(self.viod(piece.viod)?)?;
             let origin = ex.origin(head);
             let mut done = 0u64;
             while done < piece.len {
@@ -363,17 +366,7 @@ impl FileIo<'_> {
     ) -> Result {
         let mut ex = Exchange::new(self.table, &self.any_iod()?)?;
         for v in 0..self.layout.width {
-            let viod = self.viod(v)?;
-            let mut chain: KVec<SocketAddr> = KVec::new();
-            let mut head: Option<&Arc<Iod>> = None;
-            for m in viod.writers() {
-                if head.is_none() {
-                    head = Some(m);
-                } else {
-                    chain.push(m.addr, GFP_KERNEL)?;
-                }
-            }
-            let head = head.ok_or(EAGAIN)?;
+            let (head, chain) = replica_chain(self.viod(v)?)?;
             let origin = ex.origin(head);
             let body = build(
                 v,
