@@ -305,16 +305,10 @@ impl Dentry<'_> {
         u64::try_from(size).unwrap_or(0)
     }
 
-    /// A stable identifier of the file system holding the meta-file (its
-    /// UUID folded to 64 bits): keys of files of different exports differ.
-    pub(crate) fn fs_id(&self) -> u64 {
+    /// The UUID of the file system holding the meta-file.
+    pub(crate) fn fs_uuid(&self) -> [u8; 16] {
         // SAFETY: the super block outlives its inodes.
-        let uuid: [u8; 16] = unsafe { (*(*self.inode()).i_sb).s_uuid.b };
-        let mut lo = [0u8; 8];
-        let mut hi = [0u8; 8];
-        lo.copy_from_slice(&uuid[..8]);
-        hi.copy_from_slice(&uuid[8..]);
-        u64::from_le_bytes(lo) ^ u64::from_le_bytes(hi)
+        unsafe { (*(*self.inode()).i_sb).s_uuid.b }
     }
 
     /// Reads the header attribute into `buf`, returning its length.

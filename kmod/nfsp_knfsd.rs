@@ -112,7 +112,7 @@ fn header_of(dentry: &Dentry<'_>) -> Result<MetaHeader> {
 
 fn key_of(dentry: &Dentry<'_>, header: &MetaHeader) -> FileKey {
     FileKey {
-        export: dentry.fs_id(),
+        export: proto::filekey::export_id(&dentry.fs_uuid()),
         inode: dentry.ino(),
         seed: header.seed,
     }

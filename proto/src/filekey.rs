@@ -18,10 +18,24 @@ pub const LOCAL_PATH_LEN: usize = 6 + FILE_NAME_LEN;
 /// Encoded length of a file key on the wire / in records (3 × u64 LE).
 pub const FILE_KEY_LEN: usize = 24;
 
+/// The export identifier of a file system: its UUID (`s_uuid`, as given by
+/// the `FS_IOC_GETFSUUID` ioctl) folded to 64 bits. Inode numbers are
+/// unique within one file system, so keys of different exports differ.
+pub fn export_id(fs_uuid: &[u8; 16]) -> u64 {
+    let mut lo = [0u8; 8];
+    let mut hi = [0u8; 8];
+    for (i, b) in fs_uuid.iter().enumerate() {
+        if let Some(slot) = if i < 8 { lo.get_mut(i) } else { hi.get_mut(i - 8) } {
+            *slot = *b;
+        }
+    }
+    u64::from_le_bytes(lo) ^ u64::from_le_bytes(hi)
+}
+
 /// (export, inode, seed): names the data of one NFSP file on every iod.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct FileKey {
-    /// Export identifier (e.g. the fsid of the export).
+    /// Export identifier: [`export_id`] of the meta-files' file system.
     pub export: u64,
     /// Inode number of the meta-file.
     pub inode: u64,
@@ -167,6 +181,15 @@ impl FileKey {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn export_id_folds_the_uuid() {
+        let mut u = [0u8; 16];
+        u[0] = 1;
+        u[8] = 3;
+        assert_eq!(super::export_id(&u), 2);
+        assert_eq!(super::export_id(&[0xab; 16]), 0);
+    }
+
     use super::*;
 
     #[test]
