@@ -38,6 +38,10 @@ test:
 	$(MAKE) unit-test
 	$(MAKE) vm-test
 
+# The parallel-read benchmark against plain knfsd (qemu-test/bench).
+bench: kernel nfs-utils kmod tools
+	qemu-test/bench
+
 clean:
 	$(CARGO) clean
 
