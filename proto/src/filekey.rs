@@ -25,7 +25,11 @@ pub fn export_id(fs_uuid: &[u8; 16]) -> u64 {
     let mut lo = [0u8; 8];
     let mut hi = [0u8; 8];
     for (i, b) in fs_uuid.iter().enumerate() {
-        if let Some(slot) = if i < 8 { lo.get_mut(i) } else { hi.get_mut(i - 8) } {
+        if let Some(slot) = if i < 8 {
+            lo.get_mut(i)
+        } else {
+            hi.get_mut(i - 8)
+        } {
             *slot = *b;
         }
     }
@@ -143,6 +147,18 @@ impl FileKey {
         core::str::from_utf8(out).map_err(|_| ProtoError::InvalidField("file name"))
     }
 
+    /// Listing order (the iod LIST order): the order of the local paths,
+    /// i.e. by sub-directory bytes `(ab, cd)`, then export, inode, seed
+    /// (the fixed-width lowercase hex name sorts like the numbers).
+    pub fn list_cmp(&self, other: &FileKey) -> core::cmp::Ordering {
+        (self.subdirs(), self.export, self.inode, self.seed).cmp(&(
+            other.subdirs(),
+            other.export,
+            other.inode,
+            other.seed,
+        ))
+    }
+
     /// Parse a file name written by [`FileKey::write_file_name`].
     pub fn parse_file_name(name: &str) -> Result<Self> {
         let b = name.as_bytes();
@@ -230,6 +246,22 @@ mod tests {
         // multi-byte UTF-8 must not panic
         assert!(FileKey::parse_local_path("ééééééééééééééééééééééééééééééééé").is_err());
         assert!(FileKey::from_bytes(&[0u8; 23]).is_err());
+    }
+
+    #[test]
+    fn list_order_is_local_path_order() {
+        let mut keys: [FileKey; 64] = [FileKey::default(); 64];
+        for (i, k) in keys.iter_mut().enumerate() {
+            *k = FileKey::new(i as u64 % 3, 1000 - i as u64, i as u64 * 7919);
+        }
+        keys.sort_by(|a, b| a.list_cmp(b));
+        let paths: [[u8; LOCAL_PATH_LEN]; 64] = core::array::from_fn(|i| {
+            let mut b = [0u8; LOCAL_PATH_LEN];
+            keys[i].write_local_path(&mut b).unwrap();
+            b
+        });
+        assert!(paths.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(keys[0].list_cmp(&keys[0]), core::cmp::Ordering::Equal);
     }
 
     #[test]

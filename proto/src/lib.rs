@@ -36,6 +36,9 @@
 //! * [`unlink`] — 64-byte deletion records read by `unlinkd` from
 //!   `/dev/nfsp_unlink` (magic `NFUL`, version, seq, key, real size, layout,
 //!   CRC32C) and the 24-byte acknowledgement (`NFUA`, first..=last seq).
+//! * [`journal`] — `unlinkd`'s journal: 64-byte entries, pending (an
+//!   unlink record as is) or done (`NFUD`, seq, key, CRC32C); a key is
+//!   pending when its last entry is a pending one.
 //! * [`control`] — the text grammar of `/proc/fs/nfsd/nfsp` (commands,
 //!   `ok` / `error ERRNO msg` / `viod ...` / `stat NAME VALUE` answers).
 //! * [`codec`] — bounds-checked byte cursors used by all of the above.
@@ -63,6 +66,14 @@
 //! | ACK (7) | acked type u8, status u8, 0u16, value u64 (bytes written / new length / files removed) |
 //! | PING (8) | empty |
 //! | PONG (9) | uptime, requests, bytes read, bytes written, errors, malformed, drops, in-flight (u64 each) |
+//! | LIST (10) | flags u8 (bit 0: cursor present), 0u8, max u16 (1..=1024), cursor key (all zero without the flag) |
+//! | LIST_REPLY (11) | status u8, more u8 (0/1), count u16 (<= 1024), entries (key, local length u64, mtime seconds u64) × count, strictly increasing in listing order |
+//!
+//! LIST asks an iod for up to `max` of its local files whose keys follow
+//! the cursor in *listing order* ([`filekey::FileKey::list_cmp`]: the order
+//! of the local paths, sub-directory bytes first); the reply goes to the
+//! datagram's source. `more` = ask again with the last key as cursor. An
+//! error reply (status != 0) has no entries and `more` = 0.
 //!
 //! A chain is: origin addr, count u8 (<= 8), 0 × 3, member addrs. A member
 //! applies the request, then forwards it to the first remaining member with
@@ -98,6 +109,7 @@ pub mod control;
 pub mod crc32c;
 pub mod error;
 pub mod filekey;
+pub mod journal;
 pub mod metafile;
 pub mod nfs3;
 pub mod stripe;

@@ -26,6 +26,13 @@ pub const MAX_HOPS: usize = 16;
 pub const MAX_CHAIN: usize = 8;
 /// Largest number of file keys in one UNLINK.
 pub const MAX_UNLINK_KEYS: usize = 256;
+/// Largest number of entries in one LIST_REPLY (and of `max` in a LIST):
+/// 32 + 8 + 1024 × 40 bytes, well inside one datagram.
+pub const MAX_LIST_ENTRIES: usize = 1024;
+/// Encoded length of a LIST_REPLY entry (key, local length, mtime).
+pub const LIST_ENTRY_LEN: usize = FILE_KEY_LEN + 16;
+/// LIST flag: a cursor key is present (list the keys after it).
+pub const LIST_FLAG_AFTER: u8 = 1;
 /// Length of the common header.
 pub const HEADER_LEN: usize = 32;
 /// Offset of the authentication tag in the header.
@@ -61,6 +68,10 @@ pub enum MsgType {
     Ping = 8,
     /// Heartbeat answer with statistics.
     Pong = 9,
+    /// Ask an iod which local files it holds (a page, after a cursor).
+    List = 10,
+    /// One page of an iod's local files.
+    ListReply = 11,
 }
 
 impl MsgType {
@@ -76,6 +87,8 @@ impl MsgType {
             7 => MsgType::Ack,
             8 => MsgType::Ping,
             9 => MsgType::Pong,
+            10 => MsgType::List,
+            11 => MsgType::ListReply,
             _ => return Err(ProtoError::BadType),
         })
     }
@@ -548,6 +561,56 @@ pub struct Unlink<'a> {
     pub keys: List<'a, FileKey>,
 }
 
+/// LIST request: up to `max` local files whose keys come after `after`
+/// in listing order ([`FileKey::list_cmp`]: local path order), from the
+/// start when `after` is `None`. The reply goes to the datagram's source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListRequest {
+    /// Cursor: the last key of the previous page.
+    pub after: Option<FileKey>,
+    /// Most entries wanted (1..=[`MAX_LIST_ENTRIES`]).
+    pub max: u16,
+}
+
+/// One local file in a LIST_REPLY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListEntry {
+    /// The file's key.
+    pub key: FileKey,
+    /// Local length in bytes.
+    pub len: u64,
+    /// Last modification, seconds since the Unix epoch.
+    pub mtime_s: u64,
+}
+
+impl Item for ListEntry {
+    const LEN: usize = LIST_ENTRY_LEN;
+    fn enc(&self, w: &mut Writer<'_>) -> Result<()> {
+        w.put(&self.key.to_bytes())?;
+        w.u64_le(self.len)?;
+        w.u64_le(self.mtime_s)
+    }
+    fn dec(r: &mut Reader<'_>) -> Result<Self> {
+        Ok(ListEntry {
+            key: get_key(r)?,
+            len: r.u64_le()?,
+            mtime_s: r.u64_le()?,
+        })
+    }
+}
+
+/// LIST_REPLY: entries in listing order, strictly after the request's
+/// cursor; `more` = further entries exist (ask again after the last one).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ListReply<'a> {
+    /// Outcome (an error reply carries no entries).
+    pub status: Status,
+    /// More entries follow the last one.
+    pub more: bool,
+    /// The page (<= [`MAX_LIST_ENTRIES`]).
+    pub entries: List<'a, ListEntry>,
+}
+
 /// Generic acknowledgement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ack {
@@ -601,6 +664,10 @@ pub enum Body<'a> {
     Ping,
     /// PONG.
     Pong(IodStats),
+    /// LIST.
+    List(ListRequest),
+    /// LIST_REPLY.
+    ListReply(ListReply<'a>),
 }
 
 impl Body<'_> {
@@ -616,6 +683,8 @@ impl Body<'_> {
             Body::Ack(_) => MsgType::Ack,
             Body::Ping => MsgType::Ping,
             Body::Pong(_) => MsgType::Pong,
+            Body::List(_) => MsgType::List,
+            Body::ListReply(_) => MsgType::ListReply,
         }
     }
 }
@@ -807,6 +876,32 @@ impl<'a> Message<'a> {
                     w.u64_le(v)?;
                 }
             }
+            Body::List(l) => {
+                if l.max == 0 || l.max as usize > MAX_LIST_ENTRIES {
+                    return Err(ProtoError::InvalidField("list max"));
+                }
+                w.u8(if l.after.is_some() {
+                    LIST_FLAG_AFTER
+                } else {
+                    0
+                })?;
+                w.u8(0)?;
+                w.u16_le(l.max)?;
+                w.put(&l.after.unwrap_or_default().to_bytes())?;
+            }
+            Body::ListReply(l) => {
+                if l.entries.len() > MAX_LIST_ENTRIES {
+                    return Err(ProtoError::TooMany("list entries"));
+                }
+                if l.status != Status::Ok && (l.more || !l.entries.is_empty()) {
+                    return Err(ProtoError::InvalidField("list status"));
+                }
+                check_list_order(&l.entries)?;
+                w.u8(l.status as u8)?;
+                w.u8(l.more as u8)?;
+                w.u16_le(l.entries.len() as u16)?;
+                l.entries.encode(&mut w)?;
+            }
         }
         let n = w.position();
         if n > MAX_DATAGRAM {
@@ -912,6 +1007,47 @@ impl<'a> Message<'a> {
                 drops: r.u64_le()?,
                 in_flight: r.u64_le()?,
             }),
+            MsgType::List => {
+                let fl = r.u8()?;
+                if fl & !LIST_FLAG_AFTER != 0 || r.u8()? != 0 {
+                    return Err(ProtoError::InvalidField("list flags"));
+                }
+                let max = r.u16_le()?;
+                if max == 0 || max as usize > MAX_LIST_ENTRIES {
+                    return Err(ProtoError::InvalidField("list max"));
+                }
+                let key = get_key(&mut r)?;
+                let after = if fl & LIST_FLAG_AFTER != 0 {
+                    Some(key)
+                } else if key == FileKey::default() {
+                    None
+                } else {
+                    return Err(ProtoError::InvalidField("list cursor"));
+                };
+                Body::List(ListRequest { after, max })
+            }
+            MsgType::ListReply => {
+                let status = Status::from_u8(r.u8()?)?;
+                let more = match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(ProtoError::InvalidField("list more")),
+                };
+                let n = r.u16_le()? as usize;
+                if n > MAX_LIST_ENTRIES {
+                    return Err(ProtoError::TooMany("list entries"));
+                }
+                if status != Status::Ok && (more || n != 0) {
+                    return Err(ProtoError::InvalidField("list status"));
+                }
+                let entries = List::decode(&mut r, n)?;
+                check_list_order(&entries)?;
+                Body::ListReply(ListReply {
+                    status,
+                    more,
+                    entries,
+                })
+            }
         };
         r.finish()?;
         Ok(Message {
@@ -921,6 +1057,20 @@ impl<'a> Message<'a> {
             body,
         })
     }
+}
+
+/// Entries of a LIST_REPLY must be strictly increasing in listing order.
+fn check_list_order(entries: &List<'_, ListEntry>) -> Result<()> {
+    let mut prev: Option<FileKey> = None;
+    for e in entries.iter() {
+        if let Some(p) = prev {
+            if p.list_cmp(&e.key) != core::cmp::Ordering::Less {
+                return Err(ProtoError::InvalidField("list order"));
+            }
+        }
+        prev = Some(e.key);
+    }
+    Ok(())
 }
 
 fn decode_read<'a>(r: &mut Reader<'a>) -> Result<Read<'a>> {
@@ -1269,6 +1419,175 @@ mod tests {
         assert_eq!(
             Message::decode(&x[..n]),
             Err(ProtoError::TooMany("chain members"))
+        );
+    }
+
+    fn sorted_entries(n: usize) -> std::vec::Vec<ListEntry> {
+        let mut v: std::vec::Vec<ListEntry> = (0..n as u64)
+            .map(|i| ListEntry {
+                key: FileKey::new(7, i, i * 31),
+                len: i * 1000,
+                mtime_s: 1_700_000_000 + i,
+            })
+            .collect();
+        v.sort_by(|a, b| a.key.list_cmp(&b.key));
+        v
+    }
+
+    #[test]
+    fn list_round_trips() {
+        rt(&Message::new(
+            20,
+            Body::List(ListRequest {
+                after: None,
+                max: 1,
+            }),
+        ));
+        rt(&Message::new(
+            21,
+            Body::List(ListRequest {
+                after: Some(KEY),
+                max: MAX_LIST_ENTRIES as u16,
+            }),
+        ));
+        // the all-zero key is a valid cursor too (flag set)
+        rt(&Message::new(
+            22,
+            Body::List(ListRequest {
+                after: Some(FileKey::default()),
+                max: 5,
+            }),
+        ));
+        for n in [0, 1, 2, 17] {
+            let e = sorted_entries(n);
+            rt(&Message::new(
+                23,
+                Body::ListReply(ListReply {
+                    status: Status::Ok,
+                    more: n == 17,
+                    entries: List::Items(&e),
+                }),
+            ));
+        }
+        rt(&Message::new(
+            24,
+            Body::ListReply(ListReply {
+                status: Status::Io,
+                more: false,
+                entries: List::Items(&[]),
+            }),
+        ));
+        // the largest page fits one datagram
+        let e = sorted_entries(MAX_LIST_ENTRIES);
+        let m = Message::new(
+            25,
+            Body::ListReply(ListReply {
+                status: Status::Ok,
+                more: true,
+                entries: List::Items(&e),
+            }),
+        );
+        let mut b = [0u8; MAX_DATAGRAM];
+        let n = m.encode(&mut b).unwrap();
+        assert_eq!(n, HEADER_LEN + 4 + MAX_LIST_ENTRIES * LIST_ENTRY_LEN);
+        assert_eq!(Message::decode(&b[..n]).unwrap(), m);
+    }
+
+    #[test]
+    fn list_errors() {
+        let mut b = [0u8; MAX_DATAGRAM];
+        for max in [0u16, MAX_LIST_ENTRIES as u16 + 1] {
+            let m = Message::new(1, Body::List(ListRequest { after: None, max }));
+            assert_eq!(m.encode(&mut b), Err(ProtoError::InvalidField("list max")));
+        }
+        let n = Message::new(
+            1,
+            Body::List(ListRequest {
+                after: None,
+                max: 3,
+            }),
+        )
+        .encode(&mut b)
+        .unwrap();
+        let mut x = b;
+        x[HEADER_LEN] = 2; // unknown flag
+        assert_eq!(
+            Message::decode(&x[..n]),
+            Err(ProtoError::InvalidField("list flags"))
+        );
+        let mut x = b;
+        x[HEADER_LEN + 4] = 1; // key bytes without the cursor flag
+        assert_eq!(
+            Message::decode(&x[..n]),
+            Err(ProtoError::InvalidField("list cursor"))
+        );
+        let mut x = b;
+        x[HEADER_LEN + 2..HEADER_LEN + 4].copy_from_slice(&0u16.to_le_bytes());
+        assert_eq!(
+            Message::decode(&x[..n]),
+            Err(ProtoError::InvalidField("list max"))
+        );
+        // too many entries
+        let e = sorted_entries(MAX_LIST_ENTRIES + 1);
+        let m = Message::new(
+            2,
+            Body::ListReply(ListReply {
+                status: Status::Ok,
+                more: false,
+                entries: List::Items(&e),
+            }),
+        );
+        assert_eq!(m.encode(&mut b), Err(ProtoError::TooMany("list entries")));
+        // out of order / duplicate entries
+        let mut e = sorted_entries(3);
+        e.swap(0, 2);
+        let m = Message::new(
+            3,
+            Body::ListReply(ListReply {
+                status: Status::Ok,
+                more: false,
+                entries: List::Items(&e),
+            }),
+        );
+        assert_eq!(
+            m.encode(&mut b),
+            Err(ProtoError::InvalidField("list order"))
+        );
+        let e = sorted_entries(2);
+        let n = Message::new(
+            4,
+            Body::ListReply(ListReply {
+                status: Status::Ok,
+                more: false,
+                entries: List::Items(&e),
+            }),
+        )
+        .encode(&mut b)
+        .unwrap();
+        let mut x = b;
+        let first = HEADER_LEN + 4;
+        x.copy_within(first..first + LIST_ENTRY_LEN, first + LIST_ENTRY_LEN);
+        assert_eq!(
+            Message::decode(&x[..n]),
+            Err(ProtoError::InvalidField("list order"))
+        );
+        let mut x = b;
+        x[HEADER_LEN + 1] = 2;
+        assert_eq!(
+            Message::decode(&x[..n]),
+            Err(ProtoError::InvalidField("list more"))
+        );
+        let mut x = b;
+        x[HEADER_LEN] = Status::Io as u8; // error with entries
+        assert_eq!(
+            Message::decode(&x[..n]),
+            Err(ProtoError::InvalidField("list status"))
+        );
+        let mut x = b;
+        x[HEADER_LEN + 2..HEADER_LEN + 4].copy_from_slice(&2000u16.to_le_bytes());
+        assert_eq!(
+            Message::decode(&x[..n]),
+            Err(ProtoError::TooMany("list entries"))
         );
     }
 

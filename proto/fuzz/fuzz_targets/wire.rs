@@ -16,5 +16,10 @@ fuzz_target!(|data: &[u8]| {
                 let _ = h;
             }
         }
+        if let Body::ListReply(l) = m.body {
+            // decoded entries are strictly increasing in listing order
+            let keys: Vec<_> = l.entries.iter().map(|e| e.key).collect();
+            assert!(keys.windows(2).all(|w| w[0].list_cmp(&w[1]).is_lt()));
+        }
     }
 });
