@@ -14,8 +14,8 @@ use anyhow::Context;
 use log::{debug, warn};
 use nfsp_proto::nfs3::xdr_pad_len;
 use nfsp_proto::wire::{
-    Ack, Body, Chain, Commit, Message, MsgType, Read, ReadReply, ReplySpec, Status, Truncate,
-    Unlink, Write, AUTH_TAG_LEN,
+    Ack, Body, Chain, Commit, ListReply, ListRequest, Message, MsgType, Read, ReadReply, ReplySpec,
+    Status, Truncate, Unlink, Write, AUTH_TAG_LEN,
 };
 use nfsp_proto::FileKey;
 
@@ -309,7 +309,8 @@ fn handle<'a>(sock: &UdpSocket, sh: &Shared, msg: &Message<'a>, src: SocketAddr,
                 send(sock, sh, sbuf.get(..n).unwrap_or(&[]), src);
             }
         }
-        Body::ReadReply(_) | Body::Ack(_) | Body::Pong(_) => {
+        Body::List(l) => handle_list(sock, sh, id, l, src, sbuf),
+        Body::ReadReply(_) | Body::Ack(_) | Body::Pong(_) | Body::ListReply(_) => {
             Stats::add(&sh.stats.malformed, 1);
             sh.warn_limited(format_args!(
                 "unexpected {:?} from {src}",
@@ -416,6 +417,36 @@ fn handle_unlink(
         }
     }
     ack(sock, sh, id, MsgType::Unlink, status, removed, src, sbuf);
+}
+
+fn handle_list(
+    sock: &UdpSocket,
+    sh: &Shared,
+    id: u64,
+    l: &ListRequest,
+    src: SocketAddr,
+    sbuf: &mut [u8],
+) {
+    let (status, entries, more) = match sh.store.list(l.after.as_ref(), l.max as usize) {
+        Ok((e, more)) => (Status::Ok, e, more),
+        Err(e) => {
+            Stats::add(&sh.stats.errors, 1);
+            sh.warn_limited(format_args!("list: {e}"));
+            (Status::Io, Vec::new(), false)
+        }
+    };
+    let m = Message::new(
+        id,
+        Body::ListReply(ListReply {
+            status,
+            more,
+            entries: nfsp_proto::wire::List::Items(&entries),
+        }),
+    );
+    match m.encode(sbuf) {
+        Ok(n) => send(sock, sh, sbuf.get(..n).unwrap_or(&[]), src),
+        Err(e) => sh.warn_limited(format_args!("encode list reply: {e}")),
+    }
 }
 
 fn read_into(sh: &Shared, key: &FileKey, offset: u64, dst: Option<&mut [u8]>) -> bool {

@@ -8,6 +8,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use nfsp_proto::filekey::{FileKey, LOCAL_PATH_LEN};
+use nfsp_proto::wire::ListEntry;
 
 /// Errors of the local store.
 #[derive(Debug, thiserror::Error)]
@@ -156,4 +157,100 @@ impl Store {
             Err(e) => Err(io_err("unlink", &p, e)),
         }
     }
+
+    /// Up to `max` local files following `after` in listing order
+    /// (`FileKey::list_cmp`, i.e. local path order), and whether more
+    /// follow. Walks the hashed sub-directories in order from the cursor's
+    /// own, so memory holds one listing of each level at a time: at most
+    /// 256 + 256 names plus the names of one leaf directory (files / 65536
+    /// on average), never the whole tree. Names that are not local paths
+    /// of a key (temporary or foreign files) are skipped.
+    pub fn list(
+        &self,
+        after: Option<&FileKey>,
+        max: usize,
+    ) -> Result<(Vec<ListEntry>, bool), StoreError> {
+        let start = after.map(|k| k.subdirs()).unwrap_or((0, 0));
+        let mut out = Vec::new();
+        for a in hex_dirs(&self.root)? {
+            if a < start.0 {
+                continue;
+            }
+            let da = self.root.join(format!("{a:02x}"));
+            for b in hex_dirs(&da)? {
+                if (a, b) < start {
+                    continue;
+                }
+                let db = da.join(format!("{b:02x}"));
+                let mut keys = leaf_keys(&db, a, b)?;
+                keys.sort_by(|x, y| x.list_cmp(y));
+                for key in keys {
+                    if after.is_some_and(|c| c.list_cmp(&key).is_ge()) {
+                        continue;
+                    }
+                    if out.len() >= max {
+                        return Ok((out, true));
+                    }
+                    let p = self.path(&key)?;
+                    match fs::symlink_metadata(&p) {
+                        Ok(m) if m.is_file() => {
+                            use std::os::unix::fs::MetadataExt;
+                            out.push(ListEntry {
+                                key,
+                                len: m.len(),
+                                mtime_s: u64::try_from(m.mtime()).unwrap_or(0),
+                            });
+                        }
+                        Ok(_) => {}
+                        Err(e) if e.kind() == ErrorKind::NotFound => {}
+                        Err(e) => return Err(io_err("stat", &p, e)),
+                    }
+                }
+            }
+        }
+        Ok((out, false))
+    }
+}
+
+/// The two-hex-digit sub-directories of `dir`, sorted (a missing
+/// directory, removed by a concurrent unlink, is empty).
+fn hex_dirs(dir: &Path) -> Result<Vec<u8>, StoreError> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("readdir", dir, e)),
+    };
+    let mut v = Vec::new();
+    for ent in rd {
+        let ent = ent.map_err(|e| io_err("readdir", dir, e))?;
+        let name = ent.file_name();
+        let Some(n) = name.to_str() else { continue };
+        let hex = n.len() == 2 && n.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+        if hex {
+            if let Ok(x) = u8::from_str_radix(n, 16) {
+                v.push(x);
+            }
+        }
+    }
+    v.sort_unstable();
+    Ok(v)
+}
+
+/// The keys of the well-placed files in leaf directory `dir` = `a/b`.
+fn leaf_keys(dir: &Path, a: u8, b: u8) -> Result<Vec<FileKey>, StoreError> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("readdir", dir, e)),
+    };
+    let mut v = Vec::new();
+    for ent in rd {
+        let ent = ent.map_err(|e| io_err("readdir", dir, e))?;
+        let name = ent.file_name();
+        let Some(n) = name.to_str() else { continue };
+        if let Ok(k) = FileKey::parse_local_path(&format!("{a:02x}/{b:02x}/{n}")) {
+            v.push(k);
+        }
+    }
+    Ok(v)
 }
