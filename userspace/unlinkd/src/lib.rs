@@ -1,0 +1,16 @@
+// SPDX-License-Identifier: GPL-2.0
+//! `unlinkd` as a library: the journal (`nfsp_proto::journal` entries in a
+//! file), the iod client (UNLINK and LIST with request ids, timeouts and
+//! retries) and the viod membership read from the control file; the
+//! daemon loop is the `run` subcommand. `iodctl fsck` uses all three.
+
+pub mod client;
+pub mod journal;
+pub mod members;
+
+/// Default journal path.
+pub const DEFAULT_JOURNAL: &str = "/var/lib/nfsp/unlinkd.journal";
+/// Default deletion device.
+pub const DEFAULT_DEVICE: &str = "/dev/nfsp_unlink";
+/// Default control file of the meta-server module.
+pub const DEFAULT_CONTROL: &str = "/proc/fs/nfsd/nfsp";

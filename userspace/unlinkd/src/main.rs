@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: GPL-2.0
+//! `unlinkd`: carries out the deletions of nfsp files. The module queues a
+//! record on `/dev/nfsp_unlink` when the last link of a file goes; unlinkd
+//! makes it durable in its journal, acknowledges it to the kernel, and
+//! removes the file's data on every member of every viod of the file.
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// nfsp deletion daemon: drains /dev/nfsp_unlink into a durable journal and
+/// removes the deleted files' data on the iods.
+#[derive(Parser, Debug)]
+#[command(name = "unlinkd", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Run the daemon (until SIGTERM or SIGINT).
+    Run(cmd::run::Args),
+    /// Show the deletions pending in the journal (daemon running or not).
+    Status(cmd::status::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let res = match &cli.cmd {
+        Cmd::Run(a) => a.run(),
+        Cmd::Status(a) => a.run(),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("unlinkd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_valid() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Cli::try_parse_from(["unlinkd", "run"]).unwrap();
+        let Cmd::Run(a) = c.cmd else { panic!() };
+        assert_eq!(a.device.to_str(), Some(unlinkd::DEFAULT_DEVICE));
+        assert_eq!(a.journal.to_str(), Some(unlinkd::DEFAULT_JOURNAL));
+        assert!(Cli::try_parse_from(["unlinkd", "status", "--json"]).is_ok());
+    }
+}
