@@ -52,6 +52,9 @@ pub enum Cmd {
     Stats(cmd::stats::Args),
     /// Set the iod request timeout in milliseconds (1 to 3600000).
     Timeout(cmd::timeout::Args),
+    /// Cross-check an export's meta-files with the iods' data: orphans and
+    /// missing data (dry run unless --delete).
+    Fsck(cmd::fsck::Args),
 }
 
 /// A mistake in the arguments, found before anything was written (exit 2).
@@ -78,6 +81,7 @@ impl Cmd {
             Cmd::List(a) => a.command(),
             Cmd::Stats(a) => a.command(),
             Cmd::Timeout(a) => a.command(),
+            Cmd::Fsck(a) => a.command(),
         }
     }
 
@@ -86,6 +90,7 @@ impl Cmd {
         match self {
             Cmd::List(a) => a.run(ctl, &command),
             Cmd::Stats(a) => a.run(ctl, &command),
+            Cmd::Fsck(a) => a.run(ctl, &command),
             _ => cmd::run_simple(ctl, &command),
         }
     }
@@ -150,6 +155,8 @@ mod tests {
         assert_eq!(line(&["list", "--json"]).unwrap(), "list");
         assert_eq!(line(&["stats", "--json"]).unwrap(), "stats");
         assert_eq!(line(&["timeout", "1500"]).unwrap(), "timeout 1500");
+        assert_eq!(line(&["fsck", "/srv/nfsp", "--json"]).unwrap(), "list");
+        assert!(line(&["fsck"]).is_err(), "EXPORT_DIR is required");
         assert_eq!(
             line(&["--control", "/tmp/x", "list"]).unwrap(),
             "list",

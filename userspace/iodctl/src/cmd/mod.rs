@@ -5,6 +5,7 @@ pub mod add_iod;
 pub mod add_viod;
 pub mod del_iod;
 pub mod del_viod;
+pub mod fsck;
 pub mod list;
 pub mod set_state;
 pub mod stats;
