@@ -29,7 +29,10 @@ struct Args {
     #[arg(long)]
     link_mbit: f64,
     /// A TrueType font for the figure's text.
-    #[arg(long, default_value = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")]
+    #[arg(
+        long,
+        default_value = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+    )]
     font: PathBuf,
 }
 
@@ -74,8 +77,14 @@ fn parse(text: &str) -> Result<Vec<Run>> {
             bail!("line {}: {} fields, expected 12: '{line}'", i + 1, f.len());
         }
         let num = |k: usize| -> Result<u64> {
-            f[k].parse::<u64>()
-                .with_context(|| format!("line {}: field {} is not a number: '{}'", i + 1, k + 1, f[k]))
+            f[k].parse::<u64>().with_context(|| {
+                format!(
+                    "line {}: field {} is not a number: '{}'",
+                    i + 1,
+                    k + 1,
+                    f[k]
+                )
+            })
         };
         runs.push(Run {
             server: f[0].to_string(),
@@ -104,7 +113,13 @@ fn index(runs: &[Run]) -> BTreeMap<Key, &Run> {
     runs.iter()
         .map(|r| {
             (
-                (r.server.clone(), r.proto.clone(), r.op.clone(), r.iods, r.clients),
+                (
+                    r.server.clone(),
+                    r.proto.clone(),
+                    r.op.clone(),
+                    r.iods,
+                    r.clients,
+                ),
                 r,
             )
         })
@@ -114,9 +129,14 @@ fn index(runs: &[Run]) -> BTreeMap<Key, &Run> {
 fn markdown(runs: &[Run], link_mbps: f64) -> String {
     let idx = index(runs);
     let get = |s: &str, p: &str, op: &str, n: u32, m: u32| {
-        idx.get(&(s.to_string(), p.to_string(), op.to_string(), n, m)).copied()
+        idx.get(&(s.to_string(), p.to_string(), op.to_string(), n, m))
+            .copied()
     };
-    let mut iods: Vec<u32> = runs.iter().filter(|r| r.server == "nfsp" && r.op == "read").map(|r| r.iods).collect();
+    let mut iods: Vec<u32> = runs
+        .iter()
+        .filter(|r| r.server == "nfsp" && r.op == "read")
+        .map(|r| r.iods)
+        .collect();
     iods.sort_unstable();
     iods.dedup();
     let mut clients: Vec<u32> = runs.iter().map(|r| r.clients).collect();
@@ -157,9 +177,13 @@ fn markdown(runs: &[Run], link_mbps: f64) -> String {
                 optimal,
                 nu.map_or("-".into(), |r| format!("{} %", r.cpu_pct)),
                 nu.map_or("-".into(), |r| format!("{:.2}", r.spread())),
-                nu.map_or("-".into(), |r| format!("{:.1} %", r.meta_tx as f64 * 100.0 / r.bytes.max(1) as f64)),
+                nu.map_or("-".into(), |r| format!(
+                    "{:.1} %",
+                    r.meta_tx as f64 * 100.0 / r.bytes.max(1) as f64
+                )),
                 match (pu, nu) {
-                    (Some(p), Some(d)) => format!("{} → {}", p.nfsd_us_per_read, d.nfsd_us_per_read),
+                    (Some(p), Some(d)) =>
+                        format!("{} → {}", p.nfsd_us_per_read, d.nfsd_us_per_read),
                     _ => "-".into(),
                 },
             );
@@ -170,15 +194,28 @@ fn markdown(runs: &[Run], link_mbps: f64) -> String {
         md.push_str("\nWrites (M clients writing at once, NFSv3/TCP; nfsp over all iods):\n\n");
         md.push_str("| clients M | plain knfsd | nfsp | ratio |\n|---|---|---|---|\n");
         for &m in &clients {
-            let p = writes.iter().find(|r| r.server == "plain" && r.clients == m);
+            let p = writes
+                .iter()
+                .find(|r| r.server == "plain" && r.clients == m);
             let q = writes.iter().find(|r| r.server == "nfsp" && r.clients == m);
             if let (Some(p), Some(q)) = (p, q) {
-                let _ = writeln!(md, "| {m} | {:.1} | {:.1} | {:.2}x |", p.mbps(), q.mbps(), q.mbps() / p.mbps());
+                let _ = writeln!(
+                    md,
+                    "| {m} | {:.1} | {:.1} | {:.2}x |",
+                    p.mbps(),
+                    q.mbps(),
+                    q.mbps() / p.mbps()
+                );
             }
         }
     }
     let reads: u64 = runs.iter().map(|r| r.reads).sum();
-    let _ = writeln!(md, "\n{} runs, {} READ RPCs served by nfsd in all.", runs.len(), reads);
+    let _ = writeln!(
+        md,
+        "\n{} runs, {} READ RPCs served by nfsd in all.",
+        runs.len(),
+        reads
+    );
     md
 }
 
@@ -193,7 +230,12 @@ fn figure(runs: &[Run], link_mbps: f64, png: &PathBuf) -> Result<()> {
     let root = BitMapBackend::new(png, (1400, 620)).into_drawing_area();
     root.fill(&WHITE)?;
     let panels = root.split_evenly((1, 2));
-    let colors = [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44), RGBColor(214, 39, 40)];
+    let colors = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+    ];
     for (panel, (proto, title)) in panels.iter().zip([
         ("udp", "NFSv3/UDP: nfsp direct reads"),
         ("tcp", "NFSv3/TCP: nfsp relayed reads"),
@@ -206,29 +248,45 @@ fn figure(runs: &[Run], link_mbps: f64, png: &PathBuf) -> Result<()> {
             .build_cartesian_2d(0.5f64..(f64::from(max_m) + 0.5), 0f64..max_y)?;
         chart
             .configure_mesh()
+            .x_labels(max_m as usize)
+            .x_label_formatter(&|x| format!("{}", x.round() as u32))
             .x_desc("clients M")
             .y_desc("aggregate MB/s")
             .label_style(("sans-serif", 16))
             .draw()?;
-        let mut iods: Vec<u32> = runs.iter().filter(|r| r.server == "nfsp").map(|r| r.iods).collect();
+        let mut iods: Vec<u32> = runs
+            .iter()
+            .filter(|r| r.server == "nfsp")
+            .map(|r| r.iods)
+            .collect();
         iods.sort_unstable();
         iods.dedup();
         for (i, &n) in iods.iter().enumerate() {
             let color = colors[i % colors.len()];
             let mut pts: Vec<(f64, f64)> = idx
                 .iter()
-                .filter(|((s, p, op, ni, _), _)| s == "nfsp" && p == proto && op == "read" && *ni == n)
+                .filter(|((s, p, op, ni, _), _)| {
+                    s == "nfsp" && p == proto && op == "read" && *ni == n
+                })
                 .map(|((.., m), r)| (f64::from(*m), r.mbps()))
                 .collect();
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
             chart
                 .draw_series(LineSeries::new(pts.clone(), color.stroke_width(3)))?
                 .label(format!("nfsp, {n} iod{}", if n > 1 { "s" } else { "" }))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
+                });
             chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
-            let optimal: Vec<(f64, f64)> =
-                (1..=max_m).map(|m| (f64::from(m), f64::from(n.min(m)) * link_mbps)).collect();
-            chart.draw_series(DashedLineSeries::new(optimal, 6, 4, color.mix(0.6).stroke_width(1)))?;
+            let optimal: Vec<(f64, f64)> = (1..=max_m)
+                .map(|m| (f64::from(m), f64::from(n.min(m)) * link_mbps))
+                .collect();
+            chart.draw_series(DashedLineSeries::new(
+                optimal,
+                6,
+                4,
+                color.mix(0.6).stroke_width(1),
+            ))?;
         }
         let mut plain: Vec<(f64, f64)> = idx
             .iter()
@@ -255,17 +313,31 @@ fn figure(runs: &[Run], link_mbps: f64, png: &PathBuf) -> Result<()> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let font = std::fs::read(&args.font)
-        .with_context(|| format!("reading the font {} (Debian package fonts-dejavu-core)", args.font.display()))?;
-    register_font("sans-serif", FontStyle::Normal, Box::leak(font.into_boxed_slice()))
-        .map_err(|_| anyhow::anyhow!("{} is not a usable TrueType font", args.font.display()))?;
-    let text = std::fs::read_to_string(&args.csv).with_context(|| format!("reading {}", args.csv.display()))?;
+    let font = std::fs::read(&args.font).with_context(|| {
+        format!(
+            "reading the font {} (Debian package fonts-dejavu-core)",
+            args.font.display()
+        )
+    })?;
+    register_font(
+        "sans-serif",
+        FontStyle::Normal,
+        Box::leak(font.into_boxed_slice()),
+    )
+    .map_err(|_| anyhow::anyhow!("{} is not a usable TrueType font", args.font.display()))?;
+    let text = std::fs::read_to_string(&args.csv)
+        .with_context(|| format!("reading {}", args.csv.display()))?;
     let runs = parse(&text)?;
     let link_mbps = args.link_mbit / 8.0;
     std::fs::write(&args.markdown, markdown(&runs, link_mbps))
         .with_context(|| format!("writing {}", args.markdown.display()))?;
     figure(&runs, link_mbps, &args.png)?;
-    println!("bench-report: {} runs → {} and {}", runs.len(), args.markdown.display(), args.png.display());
+    println!(
+        "bench-report: {} runs → {} and {}",
+        runs.len(),
+        args.markdown.display(),
+        args.png.display()
+    );
     Ok(())
 }
 
@@ -273,7 +345,8 @@ fn main() -> Result<()> {
 mod tests {
     use super::*;
 
-    const CSV: &str = "server,proto,op,iods,clients,bytes,ms,min_ms,cpu_pct,meta_tx,reads,nfsd_us_per_read\n\
+    const CSV: &str =
+        "server,proto,op,iods,clients,bytes,ms,min_ms,cpu_pct,meta_tx,reads,nfsd_us_per_read\n\
         plain,udp,read,0,2,16000000,2000,1900,50,16500000,500,80\n\
         nfsp,udp,read,2,2,16000000,1000,900,70,100000,500,20\n";
 
@@ -283,7 +356,10 @@ mod tests {
         assert_eq!(runs.len(), 2);
         assert!((runs[1].mbps() - 16.0).abs() < 1e-9);
         let md = markdown(&runs, 2.5);
-        assert!(md.contains("| 2 | 2 | 8.0 | - | 16.0 (2.00x) | - | 5.0 |"), "{md}");
+        assert!(
+            md.contains("| 2 | 2 | 8.0 | - | 16.0 (2.00x) | - | 5.0 |"),
+            "{md}"
+        );
     }
 
     #[test]
