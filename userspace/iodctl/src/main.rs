@@ -7,9 +7,9 @@
 //! writes it, and reads the answer back from the same open file.
 
 mod cmd;
-mod control;
-mod errno;
 mod render;
+
+use iodctl::control;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -8,6 +8,23 @@ pub mod client;
 pub mod journal;
 pub mod members;
 
+/// Start `env_logger` (`RUST_LOG`, `info` by default) for a daemon.
+pub fn init_log() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+}
+
+/// The exit status of a daemon's `main`: failure with `prog: error` on
+/// stderr (the whole context chain).
+pub fn exit(prog: &str, res: anyhow::Result<()>) -> std::process::ExitCode {
+    match res {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{prog}: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Default journal path.
 pub const DEFAULT_JOURNAL: &str = "/var/lib/nfsp/unlinkd.journal";
 /// Default deletion device.

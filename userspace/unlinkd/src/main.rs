@@ -30,18 +30,12 @@ pub enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    unlinkd::init_log();
     let res = match &cli.cmd {
         Cmd::Run(a) => a.run(),
         Cmd::Status(a) => a.run(),
     };
-    match res {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("unlinkd: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    unlinkd::exit("unlinkd", res)
 }
 
 #[cfg(test)]

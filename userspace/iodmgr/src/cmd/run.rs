@@ -1,0 +1,347 @@
+// SPDX-License-Identifier: GPL-2.0
+//! `iodmgr run`: the monitor loop. Every interval:
+//!
+//! 1. `list` on the control file: the viods, their members, states and
+//!    the module's counters;
+//! 2. PING every member at once; a PONG within the interval = alive, with
+//!    its round-trip time;
+//! 3. the health state machine ([`iodmgr::health`]) decides: dead or slow
+//!    members go `down`, returning ones go `up` (the viod's last writer)
+//!    or `resync` with a copy from an up member in a thread of its own
+//!    ([`iodmgr::resync`]), set `up` when the copy is complete;
+//! 4. the snapshot goes to the state file and the metrics endpoint.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use iodctl::control::Control;
+use iodmgr::health::{Action, Config, Monitor};
+use iodmgr::resync::{Report, Resync, ResyncError};
+use iodmgr::status::{IodStatus, Snapshot};
+use log::{info, warn};
+use nfsp_proto::{Answer, Command, IodState, ListLine};
+use unlinkd::client::Client;
+
+/// Arguments of `run`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The module's control file.
+    #[arg(long, value_name = "PATH", default_value = unlinkd::DEFAULT_CONTROL)]
+    pub control: PathBuf,
+    /// Heartbeat interval in milliseconds (also the wait for a PONG).
+    #[arg(long, value_name = "MS", default_value_t = 500,
+          value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub interval_ms: u64,
+    /// Missed PINGs in a row (or slow rounds in a row) before an iod is
+    /// taken down.
+    #[arg(long, value_name = "N", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub misses: u32,
+    /// An iod is slow when its round trip exceeds this factor times the
+    /// median of its viod's other up members (and 50 ms).
+    #[arg(long, value_name = "F", default_value_t = 10.0)]
+    pub slow_factor: f64,
+    /// Serve OpenMetrics on GET http://ADDR:PORT/metrics.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
+    /// State file rewritten every interval (read by `iodmgr status`).
+    #[arg(long, value_name = "PATH", default_value = iodmgr::DEFAULT_STATE)]
+    pub state: PathBuf,
+    /// Pause between two re-sync rounds in milliseconds (longer than the
+    /// module's iod timeout × tries, so writes in flight have landed).
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    pub resync_pause_ms: u64,
+}
+
+/// A re-sync thread.
+struct Job {
+    abort: Arc<AtomicBool>,
+    progress: Arc<AtomicU64>,
+    counted: u64,
+    source: SocketAddr,
+}
+
+type Done = (u32, SocketAddr, Result<Report, ResyncError>);
+
+struct Daemon {
+    ctl: Control,
+    monitor: Monitor,
+    client: Client,
+    jobs: BTreeMap<(u32, SocketAddr), Job>,
+    tx: Sender<Done>,
+    rx: Receiver<Done>,
+    resync_pause: Duration,
+    warned: bool,
+}
+
+/// The member lines of a `list` answer.
+fn parse_list(lines: &[String]) -> anyhow::Result<Vec<ListLine>> {
+    let mut out = Vec::new();
+    for l in lines {
+        match Answer::parse(l) {
+            Ok(Answer::Member(m)) => out.push(m),
+            Ok(Answer::Ok) => {}
+            _ => anyhow::bail!("unexpected answer to 'list': '{l}'"),
+        }
+    }
+    Ok(out)
+}
+
+impl Args {
+    /// Run until SIGTERM/SIGINT.
+    pub fn run(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.slow_factor.is_finite() && self.slow_factor >= 1.0,
+            "--slow-factor must be at least 1"
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            signal_hook::flag::register(sig, Arc::clone(&stop)).context("signal handler")?;
+        }
+        let remembered = match Snapshot::read(&self.state) {
+            Ok(s) => s.iods,
+            Err(_) => Vec::new(),
+        };
+        let shared: Arc<Mutex<Vec<IodStatus>>> = Arc::default();
+        if let Some(addr) = self.metrics {
+            let l = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("metrics endpoint {addr}"))?;
+            iodmgr::metrics::serve(l, Arc::clone(&shared));
+            info!("metrics on http://{addr}/metrics");
+        }
+        let interval = Duration::from_millis(self.interval_ms);
+        let cfg = Config {
+            misses: self.misses,
+            slow_factor: self.slow_factor,
+            ..Config::default()
+        };
+        let (tx, rx) = mpsc::channel();
+        let mut d = Daemon {
+            ctl: Control::new(self.control.clone()),
+            monitor: Monitor::new(cfg, &remembered),
+            client: Client::new(interval, 1),
+            jobs: BTreeMap::new(),
+            tx,
+            rx,
+            resync_pause: Duration::from_millis(self.resync_pause_ms),
+            warned: false,
+        };
+        // The line scripts wait for.
+        println!("iodmgr running");
+        while !stop.load(Ordering::Relaxed) {
+            let start = Instant::now();
+            if let Some(iods) = d.round(interval) {
+                if let Ok(mut g) = shared.lock() {
+                    *g = iods.clone();
+                }
+                let snap = Snapshot::now(self.interval_ms, iods);
+                if let Err(e) = snap.write(&self.state) {
+                    warn!("state file {}: {e}", self.state.display());
+                }
+            }
+            std::thread::sleep(interval.saturating_sub(start.elapsed()));
+        }
+        for j in d.jobs.values() {
+            j.abort.store(true, Ordering::Relaxed);
+        }
+        info!("stopping");
+        Ok(())
+    }
+}
+
+impl Daemon {
+    fn list(&mut self) -> Option<Vec<ListLine>> {
+        match self
+            .ctl
+            .transact(&Command::List)
+            .and_then(|l| parse_list(&l))
+        {
+            Ok(l) => {
+                if self.warned {
+                    info!("the control file answers again");
+                    self.warned = false;
+                }
+                Some(l)
+            }
+            Err(e) => {
+                if !self.warned {
+                    warn!("{e:#}");
+                    self.warned = true;
+                }
+                None
+            }
+        }
+    }
+
+    fn set_state(&self, viod: u32, addr: SocketAddr, state: IodState) -> bool {
+        match self.ctl.transact(&Command::SetState { viod, addr, state }) {
+            Ok(_) => true,
+            Err(e) => {
+                warn!("viod {viod}: {addr}: set-state {state}: {e:#}");
+                false
+            }
+        }
+    }
+
+    /// Re-syncs that ended.
+    fn reap(&mut self) {
+        while let Ok((viod, addr, res)) = self.rx.try_recv() {
+            let Some(job) = self.jobs.remove(&(viod, addr)) else {
+                continue;
+            };
+            let left = job.progress.load(Ordering::Relaxed) - job.counted;
+            self.monitor.add_resync_bytes(viod, addr, left);
+            match res {
+                Ok(r) => {
+                    let ok = self.set_state(viod, addr, IodState::Up);
+                    self.monitor.resync_finished(viod, addr, ok, Instant::now());
+                    if ok {
+                        info!(
+                            "viod {viod}: {addr} re-synced from {}: {} file(s), {} bytes \
+                             copied, {} bytes compared, {} truncated, {} removed, {} round(s) \
+                             in {:.1} s ({:.1} MB/s); up",
+                            job.source,
+                            r.files,
+                            r.copied,
+                            r.compared,
+                            r.truncated,
+                            r.deleted,
+                            r.rounds,
+                            r.elapsed.as_secs_f64(),
+                            r.mb_per_s()
+                        );
+                    }
+                }
+                Err(ResyncError::Aborted) => {
+                    self.monitor
+                        .resync_finished(viod, addr, false, Instant::now());
+                }
+                Err(e) => {
+                    warn!(
+                        "viod {viod}: {addr}: re-sync from {} failed: {e}; down, retried later",
+                        job.source
+                    );
+                    self.set_state(viod, addr, IodState::Down);
+                    self.monitor
+                        .resync_finished(viod, addr, false, Instant::now());
+                }
+            }
+        }
+        for ((viod, addr), j) in self.jobs.iter_mut() {
+            let p = j.progress.load(Ordering::Relaxed);
+            self.monitor.add_resync_bytes(*viod, *addr, p - j.counted);
+            j.counted = p;
+        }
+    }
+
+    fn start_resync(&mut self, viod: u32, addr: SocketAddr, source: SocketAddr) {
+        if !self.set_state(viod, addr, IodState::Resync) {
+            self.monitor
+                .resync_finished(viod, addr, false, Instant::now());
+            return;
+        }
+        info!("viod {viod}: {addr} answers again: resync (takes writes), copying from {source}");
+        let job = Job {
+            abort: Arc::new(AtomicBool::new(false)),
+            progress: Arc::new(AtomicU64::new(0)),
+            counted: 0,
+            source,
+        };
+        let r = Resync {
+            client: Client::new(Duration::from_millis(300), 4),
+            source,
+            target: addr,
+            abort: Arc::clone(&job.abort),
+            progress: Arc::clone(&job.progress),
+            pause: self.resync_pause,
+            max_rounds: 10,
+        };
+        let tx = self.tx.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send((viod, addr, r.run()));
+        });
+        self.jobs.insert((viod, addr), job);
+    }
+
+    /// One round; the snapshot, or `None` when the control file failed.
+    fn round(&mut self, interval: Duration) -> Option<Vec<IodStatus>> {
+        self.reap();
+        let list = self.list()?;
+        let addrs: Vec<SocketAddr> = list
+            .iter()
+            .map(|l| l.addr)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let answers = self.client.ping_many(&addrs, interval);
+        let pings: HashMap<SocketAddr, Duration> = addrs
+            .iter()
+            .zip(answers)
+            .filter_map(|(a, r)| r.map(|(rtt, _)| (*a, rtt)))
+            .collect();
+        let actions = self
+            .monitor
+            .round(&list, &pings, Instant::now(), SystemTime::now());
+        let mut list = list;
+        for a in actions {
+            match a {
+                Action::SetState {
+                    viod,
+                    addr,
+                    state,
+                    reason,
+                } => {
+                    if state == IodState::Down {
+                        warn!("viod {viod}: {addr} down: {reason}");
+                    } else {
+                        info!("viod {viod}: {addr} {state}: {reason}");
+                    }
+                    if self.set_state(viod, addr, state) {
+                        for l in list.iter_mut().filter(|l| (l.viod, l.addr) == (viod, addr)) {
+                            l.state = state;
+                        }
+                        let up = list
+                            .iter()
+                            .any(|l| l.viod == viod && l.state == IodState::Up);
+                        if state == IodState::Down && !up {
+                            warn!(
+                                "viod {viod} has no up member left: its files get \
+                                 NFS3ERR_JUKEBOX (clients retry) until one returns"
+                            );
+                        }
+                    }
+                }
+                Action::Resync { viod, addr, source } => self.start_resync(viod, addr, source),
+                Action::AbortResync { viod, addr } => {
+                    if let Some(j) = self.jobs.get(&(viod, addr)) {
+                        j.abort.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        Some(self.monitor.statuses(&list))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_list_answer() {
+        let l = parse_list(&[
+            "viod 0 iod 10.0.0.1:7000 up requests=1 bytes=2 errors=0 timeouts=0 latency_us=5"
+                .into(),
+            "ok".into(),
+        ])
+        .unwrap();
+        assert_eq!(l.len(), 1);
+        assert!(parse_list(&["stat x 1".into()]).is_err());
+    }
+}
