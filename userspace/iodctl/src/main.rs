@@ -55,6 +55,10 @@ pub enum Cmd {
     /// Cross-check an export's meta-files with the iods' data: orphans and
     /// missing data (dry run unless --delete).
     Fsck(cmd::fsck::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(cmd::completions::Args),
+    /// Print the manual page (roff), or write one page per subcommand.
+    Man(cmd::man::Args),
 }
 
 /// A mistake in the arguments, found before anything was written (exit 2).
@@ -82,10 +86,18 @@ impl Cmd {
             Cmd::Stats(a) => a.command(),
             Cmd::Timeout(a) => a.command(),
             Cmd::Fsck(a) => a.command(),
+            Cmd::Completions(_) | Cmd::Man(_) => Err(UsageError(
+                "completions and man do not use the control file".into(),
+            )),
         }
     }
 
     fn run(&self, ctl: &Control) -> anyhow::Result<()> {
+        match self {
+            Cmd::Completions(a) => return a.run(),
+            Cmd::Man(a) => return a.run(),
+            _ => {}
+        }
         let command = self.command()?;
         match self {
             Cmd::List(a) => a.run(ctl, &command),
@@ -188,6 +200,12 @@ mod tests {
         assert!(line(&["del-viod", "-1"]).is_err());
         assert!(line(&["del-viod", "4294967296"]).is_err());
         assert!(line(&["bogus"]).is_err());
+        assert!(line(&["completions", "bash"]).is_err(), "no control line");
+        assert!(line(&["completions", "tcsh"]).is_err());
+        assert!(
+            line(&["man", "--dir", "/tmp/x"]).is_err(),
+            "no control line"
+        );
     }
 
     #[test]

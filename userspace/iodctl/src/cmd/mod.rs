@@ -3,10 +3,12 @@
 
 pub mod add_iod;
 pub mod add_viod;
+pub mod completions;
 pub mod del_iod;
 pub mod del_viod;
 pub mod fsck;
 pub mod list;
+pub mod man;
 pub mod set_state;
 pub mod stats;
 pub mod timeout;
