@@ -9,8 +9,9 @@
 //!   NFS3ERR_JUKEBOX whether it is marked or not, and marking it keeps its
 //!   data *fresh* (no write can reach any other member meanwhile);
 //! * an `up` member answering much slower than its viod's other up members
-//!   (`> slow_factor ×` their median and `> 50 ms`) for `misses` rounds in
-//!   a row is taken `down` too — never the last up member of its viod
+//!   (its typical round trip — the median of its last 5 — `> slow_factor ×`
+//!   the median of theirs and `> 50 ms`) for `misses` rounds in a row is
+//!   taken `down` too — never the last up member of its viod
 //!   (slow beats nothing) — and comes back only after `misses` rounds back
 //!   under that bound;
 //! * when no `up` member is left in a viod, its `resync` members go `down`
@@ -23,7 +24,7 @@
 //!   only when the copy is complete. A stale member with no up member to
 //!   copy from waits.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -33,6 +34,8 @@ use crate::status::IodStatus;
 
 /// Latency below which an iod is never called slow.
 pub const SLOW_MIN: Duration = Duration::from_millis(50);
+/// Round trips remembered per member.
+pub const WINDOW: usize = 5;
 /// Wait before trying again after a failed re-sync.
 pub const RESYNC_RETRY: Duration = Duration::from_secs(5);
 
@@ -96,6 +99,9 @@ pub struct Tracker {
     pub misses: u32,
     /// Last round-trip time.
     pub latency: Option<Duration>,
+    /// The last [`WINDOW`] round-trip times (slowness is judged on their
+    /// median, so one late PONG is not enough).
+    pub recent: VecDeque<Duration>,
     /// Last PONG (wall clock).
     pub last_seen: Option<SystemTime>,
     /// Slow rounds in a row (while up), or good rounds in a row (while
@@ -139,6 +145,13 @@ fn median(mut v: Vec<Duration>) -> Option<Duration> {
     })
 }
 
+impl Tracker {
+    /// The median of the recent round trips.
+    pub fn typical(&self) -> Option<Duration> {
+        median(self.recent.iter().copied().collect())
+    }
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
@@ -169,23 +182,20 @@ impl Monitor {
     }
 
     /// The slowness bound of viod `viod` for member `addr`: the median
-    /// latency of the viod's other up members that answered, × the factor.
+    /// typical round trip of the viod's other up members that answer, ×
+    /// the factor (at least [`Config::slow_min`]), and that median.
     fn slow_bound(
         &self,
         list: &[ListLine],
         viod: u32,
         addr: SocketAddr,
-        latency: &HashMap<SocketAddr, Duration>,
     ) -> Option<(Duration, Duration)> {
         let peers: Vec<Duration> = list
             .iter()
             .filter(|l| l.viod == viod && l.addr != addr && l.state == IodState::Up)
-            .filter(|l| {
-                self.members
-                    .get(&(l.viod, l.addr))
-                    .is_none_or(|t| t.misses == 0)
-            })
-            .filter_map(|l| latency.get(&l.addr).copied())
+            .filter_map(|l| self.members.get(&(l.viod, l.addr)))
+            .filter(|t| t.misses == 0)
+            .filter_map(Tracker::typical)
             .collect();
         let med = median(peers)?;
         let bound = med.mul_f64(self.cfg.slow_factor).max(self.cfg.slow_min);
@@ -220,6 +230,10 @@ impl Monitor {
                     t.misses = 0;
                     t.latency = Some(*rtt);
                     t.last_seen = Some(wall);
+                    if t.recent.len() == WINDOW {
+                        t.recent.pop_front();
+                    }
+                    t.recent.push_back(*rtt);
                 }
                 None => t.misses = t.misses.saturating_add(1),
             }
@@ -272,11 +286,14 @@ impl Monitor {
             if state.get(&key) != Some(&IodState::Up) {
                 continue;
             }
-            let Some(rtt) = pings.get(&l.addr).copied() else {
+            if !pings.contains_key(&l.addr) {
+                continue;
+            }
+            let bound = self.slow_bound(list, l.viod, l.addr);
+            let Some(t) = self.members.get_mut(&key) else {
                 continue;
             };
-            let bound = self.slow_bound(list, l.viod, l.addr, pings);
-            let Some(t) = self.members.get_mut(&key) else {
+            let Some(rtt) = t.typical() else {
                 continue;
             };
             match bound {
@@ -294,7 +311,7 @@ impl Monitor {
                             l.viod,
                             l.addr,
                             format!(
-                                "slow: {} round trip vs {} for its viod's other up members ({} rounds)",
+                                "slow: {} typical round trip vs {} for its viod's other up members ({} rounds)",
                                 ms(rtt),
                                 ms(med),
                                 t.slow_rounds
@@ -360,8 +377,8 @@ impl Monitor {
             }
             if t.slow_down {
                 // Back only after `misses` good rounds in a row.
-                let rtt = pings.get(&a).copied().unwrap_or(Duration::MAX);
-                let good = match self.slow_bound(list, v, a, pings) {
+                let rtt = t.typical().unwrap_or(Duration::MAX);
+                let good = match self.slow_bound(list, v, a) {
                     Some((_, b)) => rtt <= b,
                     None => true,
                 };
@@ -642,11 +659,32 @@ mod tests {
         for _ in 0..3 {
             assert!(round(&mut m, &mut list, &[(A, 2), (B, 60), (C, 2)]).is_empty());
         }
-        // Fast again for 3 rounds: re-sync.
-        assert!(round(&mut m, &mut list, &[(A, 2), (B, 3), (C, 2)]).is_empty());
-        assert!(round(&mut m, &mut list, &[(A, 2), (B, 3), (C, 2)]).is_empty());
-        let acts = round(&mut m, &mut list, &[(A, 2), (B, 3), (C, 2)]);
-        assert!(matches!(acts[..], [Action::Resync { .. }]), "{acts:?}");
+        // Fast again: re-sync once the typical round trip (median of the
+        // last 5) has been fine for 3 rounds, not at the first good PONG.
+        let mut n = 0;
+        loop {
+            n += 1;
+            let acts = round(&mut m, &mut list, &[(A, 2), (B, 3), (C, 2)]);
+            if !acts.is_empty() {
+                assert!(matches!(acts[..], [Action::Resync { .. }]), "{acts:?}");
+                break;
+            }
+            assert!(n < 10);
+        }
+        assert_eq!(
+            n, 5,
+            "the median is down at the 3rd fast PONG, + 2 more good rounds"
+        );
+    }
+
+    #[test]
+    fn one_late_pong_is_not_slowness() {
+        let mut m = Monitor::new(Config::default(), &[]);
+        let mut list = vec![line(0, A, IodState::Up), line(0, B, IodState::Up)];
+        for i in 0..20 {
+            let b = if i % 3 == 0 { 400 } else { 2 };
+            assert!(round(&mut m, &mut list, &[(A, 2), (B, b)]).is_empty());
+        }
     }
 
     #[test]

@@ -104,6 +104,22 @@ impl Args {
         for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
             signal_hook::flag::register(sig, Arc::clone(&stop)).context("signal handler")?;
         }
+        // One monitor per state file (two would fight over the members).
+        if let Some(dir) = self.state.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let lock_path = self.state.with_extension("lock");
+        let lock = std::fs::File::create(&lock_path)
+            .with_context(|| format!("creating {}", lock_path.display()))?;
+        lock.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => anyhow::anyhow!(
+                "{} is locked: another iodmgr runs with this state file",
+                lock_path.display()
+            ),
+            std::fs::TryLockError::Error(e) => {
+                anyhow::Error::new(e).context(format!("locking {}", lock_path.display()))
+            }
+        })?;
         let remembered = match Snapshot::read(&self.state) {
             Ok(s) => s.iods,
             Err(_) => Vec::new(),
@@ -151,6 +167,7 @@ impl Args {
             j.abort.store(true, Ordering::Relaxed);
         }
         info!("stopping");
+        drop(lock);
         Ok(())
     }
 }
