@@ -2,12 +2,14 @@
 
 //! Talking to the iods for one nfsd request.
 //!
-//! Each request gets its own UDP socket: every message of the request is
-//! sent at once (all stripes in parallel), answers are matched by request
-//! id, and whatever is unanswered after the table's timeout is sent again,
-//! a bounded number of times. An iod that stays silent makes the request
-//! fail with `EAGAIN`, which nfsd turns into NFS3ERR_JUKEBOX: the client
-//! retries later, no nfsd thread hangs.
+//! Each request gets its own UDP socket. Its messages go out a few at a
+//! time (a window: the stripes travel in parallel without flooding a slow
+//! link, which would drop whole datagrams), answers are matched by request
+//! id and open the window further, and whatever is unanswered after the
+//! table's timeout is sent again with the wait doubled (a busy link is not
+//! made busier). An iod that stays silent for a bounded number of rounds
+//! makes the request fail with `EAGAIN`, which nfsd turns into
+//! NFS3ERR_JUKEBOX: the client retries later, no nfsd thread hangs.
 
 use core::net::SocketAddr;
 
@@ -28,8 +30,14 @@ use crate::proto::{
 };
 use crate::viod::{Iod, Table, Viod};
 
-/// How many times an unanswered message is sent in all.
+/// Rounds without any answer before a request fails.
 const TRIES: u32 = 3;
+
+/// Messages of one request in flight at once (60 KiB each at most).
+const WINDOW: usize = 4;
+
+/// The longest wait for an answer, as a multiple of the table's timeout.
+const MAX_BACKOFF: u32 = 8;
 
 /// Receive buffer of a request's socket: room for the answers to a 1 MiB
 /// READ (17 datagrams of 60 KiB) with the kernel's per-packet overhead.
@@ -62,7 +70,8 @@ struct Outgoing {
     dest: usize,
     /// Data bytes the message moves (for the iod's counters).
     bytes: usize,
-    sent: Instant<Monotonic>,
+    sent: bool,
+    sent_at: Instant<Monotonic>,
 }
 
 /// The messages of one nfsd request and the socket they travel on.
@@ -70,19 +79,20 @@ struct Exchange {
     socket: UdpSocket,
     port: u16,
     out: KVec<Outgoing>,
+    timeout_ms: u32,
 }
 
 impl Exchange {
     fn new(table: &Table, like: &SocketAddr) -> Result<Self> {
         let anchor = table.anchor.as_ref().ok_or(EAGAIN)?;
         let socket = UdpSocket::new(&anchor.net, like)?;
-        socket.set_recv_timeout_ms(table.timeout_ms);
         socket.set_recv_buffer(RECEIVE_BUFFER);
         let port = socket.local_port(like)?;
         Ok(Exchange {
             socket,
             port,
             out: KVec::new(),
+            timeout_ms: table.timeout_ms,
         })
     }
 
@@ -115,42 +125,57 @@ impl Exchange {
                 done: false,
                 dest,
                 bytes,
-                sent: Instant::now(),
+                sent: false,
+                sent_at: Instant::now(),
             },
             GFP_KERNEL,
         )?;
         Ok(())
     }
 
-    fn send_pending(&mut self) -> Result {
-        for o in self.out.iter_mut().filter(|o| !o.done) {
-            o.sent = Instant::now();
+    fn send(&mut self, i: usize) {
+        if let Some(o) = self.out.get_mut(i) {
+            o.sent = true;
+            o.sent_at = Instant::now();
             if self.socket.send_to(&o.datagram, &o.iod.addr).is_err() {
                 o.iod.errors.add(1u64, Relaxed);
             }
         }
-        Ok(())
     }
 
-    /// Sends everything and waits for every answer; `on_answer` checks one
-    /// (given the message's destination offset).
+    /// Sends everything, a window at a time, and waits for every answer;
+    /// `on_answer` checks one (given the message's destination offset).
     fn run(&mut self, mut on_answer: impl FnMut(usize, &Body<'_>) -> Result) -> Result {
-        let mut left = self.out.len();
+        let total = self.out.len();
+        let mut next = 0;
+        let mut in_flight = 0;
+        let mut answered = 0;
+        let mut silent_rounds = 0;
+        let mut wait_ms = self.timeout_ms;
         let mut buf = KVVec::from_elem(0u8, wire::MAX_DATAGRAM, GFP_KERNEL)?;
-        let mut tries = 1;
-        self.send_pending()?;
-        while left > 0 {
+        while answered < total {
+            while next < total && in_flight < WINDOW {
+                self.send(next);
+                next += 1;
+                in_flight += 1;
+            }
+            self.socket.set_recv_timeout_ms(wait_ms);
             let n = match self.socket.recv(&mut buf) {
                 Ok(n) => n,
                 Err(e) if e == EAGAIN => {
-                    if tries >= TRIES {
-                        for o in self.out.iter().filter(|o| !o.done) {
+                    silent_rounds += 1;
+                    if silent_rounds >= TRIES {
+                        for o in self.out.iter().filter(|o| o.sent && !o.done) {
                             o.iod.timeouts.add(1u64, Relaxed);
                         }
                         return Err(EAGAIN);
                     }
-                    tries += 1;
-                    self.send_pending()?;
+                    wait_ms = wait_ms.saturating_mul(2).min(self.timeout_ms.saturating_mul(MAX_BACKOFF));
+                    for i in 0..next {
+                        if self.out.get(i).is_some_and(|o| !o.done) {
+                            self.send(i);
+                        }
+                    }
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -166,15 +191,19 @@ impl Exchange {
             let Some(o) = self
                 .out
                 .iter_mut()
-                .find(|o| o.id == msg.request_id && !o.done)
+                .find(|o| o.id == msg.request_id && o.sent && !o.done)
             else {
                 continue;
             };
             o.done = true;
-            left -= 1;
+            answered += 1;
+            in_flight -= 1;
+            // Progress: the link is moving, start the waits afresh.
+            silent_rounds = 0;
+            wait_ms = self.timeout_ms;
             match on_answer(o.dest, &msg.body) {
                 Ok(()) => {
-                    let us = o.sent.elapsed().as_micros_ceil();
+                    let us = o.sent_at.elapsed().as_micros_ceil();
                     o.iod.record(o.bytes, Some(u64::try_from(us).unwrap_or(0)));
                 }
                 Err(e) => {
