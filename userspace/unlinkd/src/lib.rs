@@ -8,9 +8,12 @@ pub mod client;
 pub mod journal;
 pub mod members;
 
-/// Start `env_logger` (`RUST_LOG`, `info` by default) for a daemon.
+/// Start `env_logger` (`RUST_LOG`, `info` by default, millisecond
+/// timestamps) for a daemon.
 pub fn init_log() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
 }
 
 /// The exit status of a daemon's `main`: failure with `prog: error` on

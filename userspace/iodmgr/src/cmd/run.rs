@@ -93,6 +93,13 @@ fn parse_list(lines: &[String]) -> anyhow::Result<Vec<ListLine>> {
     Ok(out)
 }
 
+/// Our copy of the kernel's list after a state change went through.
+fn set_local(list: &mut [ListLine], viod: u32, addr: SocketAddr, state: IodState) {
+    for l in list.iter_mut().filter(|l| (l.viod, l.addr) == (viod, addr)) {
+        l.state = state;
+    }
+}
+
 impl Args {
     /// Run until SIGTERM/SIGINT.
     pub fn run(&self) -> anyhow::Result<()> {
@@ -257,11 +264,13 @@ impl Daemon {
         }
     }
 
-    fn start_resync(&mut self, viod: u32, addr: SocketAddr, source: SocketAddr) {
+    /// Set `addr` resync and start copying to it; false if the control
+    /// file refused.
+    fn start_resync(&mut self, viod: u32, addr: SocketAddr, source: SocketAddr) -> bool {
         if !self.set_state(viod, addr, IodState::Resync) {
             self.monitor
                 .resync_finished(viod, addr, false, Instant::now());
-            return;
+            return false;
         }
         info!("viod {viod}: {addr} answers again: resync (takes writes), copying from {source}");
         let job = Job {
@@ -284,6 +293,7 @@ impl Daemon {
             let _ = tx.send((viod, addr, r.run()));
         });
         self.jobs.insert((viod, addr), job);
+        true
     }
 
     /// One round; the snapshot, or `None` when the control file failed.
@@ -320,9 +330,7 @@ impl Daemon {
                         info!("viod {viod}: {addr} {state}: {reason}");
                     }
                     if self.set_state(viod, addr, state) {
-                        for l in list.iter_mut().filter(|l| (l.viod, l.addr) == (viod, addr)) {
-                            l.state = state;
-                        }
+                        set_local(&mut list, viod, addr, state);
                         let up = list
                             .iter()
                             .any(|l| l.viod == viod && l.state == IodState::Up);
@@ -334,7 +342,11 @@ impl Daemon {
                         }
                     }
                 }
-                Action::Resync { viod, addr, source } => self.start_resync(viod, addr, source),
+                Action::Resync { viod, addr, source } => {
+                    if self.start_resync(viod, addr, source) {
+                        set_local(&mut list, viod, addr, IodState::Resync);
+                    }
+                }
                 Action::AbortResync { viod, addr } => {
                     if let Some(j) = self.jobs.get(&(viod, addr)) {
                         j.abort.store(true, Ordering::Relaxed);
