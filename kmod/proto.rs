@@ -8,6 +8,8 @@
 // for user space) is crate-private here.
 #![allow(dead_code, unreachable_pub)]
 
+#[path = "../proto/src/auth.rs"]
+pub(crate) mod auth;
 #[path = "../proto/src/codec.rs"]
 pub(crate) mod codec;
 #[path = "../proto/src/control.rs"]

@@ -13,7 +13,10 @@
 //! list
 //! stats
 //! timeout MS                              (1..=3600000)
+//! keys sign ID KEY [accept ID KEY]        (write-only: never read back)
+//! keys insecure                           (no key: unsigned messages)
 //! ```
+//! `ID` is 8 hex digits, `KEY` 64 (see [`super::auth::keyfile`]).
 //! Addresses: `192.0.2.1:7000` or `[2001:db8::1]:7000` (`[fe80::1%2]:7000`).
 //!
 //! Answers (one per line):
@@ -27,6 +30,7 @@
 use core::fmt;
 use core::net::SocketAddr;
 
+use super::auth::{self, Keys};
 use super::error::{ProtoError, Result};
 
 /// Longest accepted command line in bytes (newline included).
@@ -177,6 +181,8 @@ pub enum Command {
         /// Milliseconds (1..=3600000).
         ms: u32,
     },
+    /// Install the cluster keys (or the explicit insecure mode).
+    Keys(Keys),
 }
 
 fn parse_u32(s: &str, err: ProtoError) -> Result<u32> {
@@ -253,6 +259,20 @@ impl Command {
                 }
                 Command::Timeout { ms }
             }
+            "keys" => match w.next() {
+                Some("insecure") => Command::Keys(Keys::insecure()),
+                Some("sign") => {
+                    let sign = auth::parse_key_words(&mut w)?;
+                    let accept = match w.next() {
+                        Some("accept") => Some(auth::parse_key_words(&mut w)?),
+                        Some(_) => return Err(ProtoError::TrailingGarbage),
+                        None => None,
+                    };
+                    Command::Keys(Keys::new(sign, accept)?)
+                }
+                Some(_) => return Err(ProtoError::InvalidField("keys")),
+                None => return Err(ProtoError::MissingArgument("sign")),
+            },
             _ => return Err(ProtoError::UnknownCommand),
         };
         if w.next().is_some() {
@@ -281,6 +301,18 @@ impl fmt::Display for Command {
             Command::List => f.write_str("list"),
             Command::Stats => f.write_str("stats"),
             Command::Timeout { ms } => write!(f, "timeout {ms}"),
+            Command::Keys(k) => match (k.signing(), k.accepted()) {
+                (None, _) => f.write_str("keys insecure"),
+                (Some(s), a) => {
+                    f.write_str("keys sign ")?;
+                    auth::write_key_words(f, s)?;
+                    if let Some(a) = a {
+                        f.write_str(" accept ")?;
+                        auth::write_key_words(f, a)?;
+                    }
+                    Ok(())
+                }
+            },
         }
     }
 }
@@ -455,6 +487,26 @@ impl<'a> Answer<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_command() {
+        let line = "keys sign 0000abcd 1111111111111111111111111111111111111111111111111111111111111111 \
+                    accept 00000002 2222222222222222222222222222222222222222222222222222222222222222";
+        let c = Command::parse(line).unwrap();
+        let Command::Keys(k) = c else { panic!("not keys") };
+        assert_eq!(k.signing().map(|k| k.id()), Some(0xabcd));
+        assert_eq!(k.accepted().map(|k| k.id()), Some(2));
+        assert_eq!(Command::parse(&c.to_string()).unwrap(), c);
+        assert!(!std::format!("{c:?}").contains("1111"));
+        let c = Command::parse("keys insecure\n").unwrap();
+        assert_eq!(c, Command::Keys(Keys::insecure()));
+        assert_eq!(c.to_string(), "keys insecure");
+        for bad in ["keys", "keys sign", "keys sign 00000001", "keys sign 00000001 11", "keys foo",
+                    "keys insecure x",
+                    "keys sign 00000001 1111111111111111111111111111111111111111111111111111111111111111 x"] {
+            assert!(Command::parse(bad).is_err(), "{bad}");
+        }
+    }
     use std::string::{String, ToString};
 
     fn rt(s: &str) {

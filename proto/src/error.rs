@@ -44,6 +44,13 @@ pub enum ProtoError {
     TrailingGarbage,
     /// Control grammar: the line is longer than the limit.
     LineTooLong,
+    /// A message without a tag where keys are required.
+    Unauthenticated,
+    /// A message signed by a key we do not hold (or signed at all, in the
+    /// insecure mode).
+    UnknownKey,
+    /// A message whose tag does not match its bytes.
+    BadTag,
 }
 
 impl ProtoError {
@@ -81,6 +88,9 @@ impl fmt::Display for ProtoError {
             ProtoError::BadNumber(n) => write!(f, "bad number for {n}"),
             ProtoError::TrailingGarbage => f.write_str("trailing garbage"),
             ProtoError::LineTooLong => f.write_str("line too long"),
+            ProtoError::Unauthenticated => f.write_str("unauthenticated message"),
+            ProtoError::UnknownKey => f.write_str("message signed with an unknown key"),
+            ProtoError::BadTag => f.write_str("authentication tag mismatch"),
         }
     }
 }

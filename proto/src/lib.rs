@@ -10,6 +10,9 @@
 //!
 //! ## Modules and formats
 //!
+//! * [`auth`] — BLAKE2s-128 keyed MAC (RFC 7693), the cluster keys (a
+//!   signing slot and an accepted-only slot, for rotation) and the key
+//!   file format.
 //! * [`crc32c`] — CRC32C (Castagnoli), used by every checksummed format.
 //! * [`metafile`] — the meta-file header (kept by the kernel module in the
 //!   `trusted.nfsp` xattr of a sparse meta-file whose size is the real size):
@@ -45,11 +48,19 @@
 //!
 //! ## Wire protocol
 //!
-//! Every datagram starts with a 32-byte header: magic u32 (`b"NFSP"`),
-//! version u8 (= 1), type u8, flags u16 (0), request id u64, and a 16-byte
-//! authentication tag. All-zero tag = unauthenticated. When authentication
-//! is added, the tag will be a keyed MAC (e.g. truncated HMAC/BLAKE2s)
-//! computed over the whole datagram with the tag field zeroed.
+//! Every datagram starts with a 56-byte header: magic u32 (`b"NFSP"`),
+//! version u8 (= 2), type u8, flags u16 (0), key id u32 (0 = unsigned),
+//! reserved u32 (0), request id = sender epoch u64 (random per sender
+//! start, never 0) + sequence u64, instance u64 (in a request: the
+//! receiving iod's instance as the sender knows it, 0 = unknown, accepted
+//! only in PING; in an answer: the answering iod's), and a 16-byte tag =
+//! BLAKE2s-128 keyed with the key named by the key id, over the whole
+//! datagram with the tag zeroed ([`wire::seal`], [`wire::open`]). A
+//! request naming another instance is refused with `Stale` (nothing
+//! applied; the answer tells the current instance): a captured request
+//! dies with the iod instance it was meant for. Forwarded copies (READ
+//! hops, chain members) keep the origin's request id; hops and chain
+//! members carry each iod's instance.
 //! Socket addresses take 24 bytes (family 4|6, 0, port u16, IPv6 scope
 //! id u32, 16 address bytes). Lists carry a count and fixed-size items.
 //! The decoder checks magic, version, type, every count and length, and
@@ -57,15 +68,15 @@
 //!
 //! | type | body |
 //! |------|------|
-//! | READ (1) | key, local offset u64, len u32, n_hops u8, reply kind u8 (1 direct, 2 relay), reply flags u8 (bit 0: pad to 4), 0u8, hops (addr, local offset u64, len u32) × n, reply spec (direct: client addr, source addr, header len u16, 0u16, header bytes <= 512; relay: origin addr), gathered len u32, gathered bytes |
+//! | READ (1) | key, local offset u64, len u32, n_hops u8, reply kind u8 (1 direct, 2 relay), reply flags u8 (bit 0: pad to 4), 0u8, hops (addr, local offset u64, len u32, instance u64) × n, reply spec (direct: origin addr, client addr, source addr, header len u16, 0u16, header bytes <= 512; relay: origin addr), gathered len u32, gathered bytes |
 //! | READ_REPLY (2) | status u8, 0 × 3, data len u32, data |
 //! | WRITE (3) | key, local offset u64, chain, data len u32, data |
 //! | COMMIT (4) | key, chain |
 //! | TRUNCATE (5) | key, new local length u64, chain |
 //! | UNLINK (6) | count u16 (<= 256), 0u16, keys |
-//! | ACK (7) | acked type u8, status u8, 0u16, value u64 (bytes written / new length / files removed) |
-//! | PING (8) | empty |
-//! | PONG (9) | uptime, requests, bytes read, bytes written, errors, malformed, drops, in-flight (u64 each) |
+//! | ACK (7) | acked type u8, status u8 (9 = stale instance, 10 = refused by address rules), 0u16, value u64 (bytes written / new length / files removed) |
+//! | PING (8) | 96 zero bytes (longer than a PONG body: no amplification) |
+//! | PONG (9) | uptime, requests, bytes read, bytes written, errors, malformed, drops, in-flight, bad auth, replays, refused (u64 each) |
 //! | LIST (10) | flags u8 (bit 0: cursor present), 0u8, max u16 (1..=1024), cursor key (all zero without the flag) |
 //! | LIST_REPLY (11) | status u8, more u8 (0/1), count u16 (<= 1024), entries (key, local length u64, mtime seconds u64) × count, strictly increasing in listing order |
 //!
@@ -75,7 +86,8 @@
 //! datagram's source. `more` = ask again with the last key as cursor. An
 //! error reply (status != 0) has no entries and `more` = 0.
 //!
-//! A chain is: origin addr, count u8 (<= 8), 0 × 3, member addrs. A member
+//! A chain is: origin addr, count u8 (<= 8), 0 × 3, members (addr,
+//! instance u64). A member
 //! applies the request, then forwards it to the first remaining member with
 //! that member removed; the member that finds the chain empty sends the
 //! ACK to the origin; a member that fails sends an error ACK to the origin
@@ -104,6 +116,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod codec;
 pub mod control;
 pub mod crc32c;

@@ -4,14 +4,15 @@
 
 use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
+use super::auth::{tags_equal, Keys, TAG_LEN};
 use super::codec::{Reader, Writer};
 use super::error::{ProtoError, Result};
 use super::filekey::{FileKey, FILE_KEY_LEN};
 
 /// `b"NFSP"` read as a little-endian u32.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"NFSP");
-/// Protocol version.
-pub const VERSION: u8 = 1;
+/// Protocol version (2: authenticated header).
+pub const VERSION: u8 = 2;
 /// Largest UDP payload over IPv4.
 pub const MAX_DATAGRAM: usize = 65507;
 /// Largest data payload of one message (READ total, READ_REPLY, WRITE).
@@ -34,15 +35,24 @@ pub const LIST_ENTRY_LEN: usize = FILE_KEY_LEN + 16;
 /// LIST flag: a cursor key is present (list the keys after it).
 pub const LIST_FLAG_AFTER: u8 = 1;
 /// Length of the common header.
-pub const HEADER_LEN: usize = 32;
+pub const HEADER_LEN: usize = 56;
+/// Offset of the key id in the header.
+pub const KEY_ID_OFFSET: usize = 8;
+/// Offset of the destination/answering iod instance in the header.
+pub const INSTANCE_OFFSET: usize = 32;
 /// Offset of the authentication tag in the header.
-pub const AUTH_TAG_OFFSET: usize = 16;
+pub const AUTH_TAG_OFFSET: usize = 40;
 /// Length of the authentication tag.
-pub const AUTH_TAG_LEN: usize = 16;
+pub const AUTH_TAG_LEN: usize = TAG_LEN;
 /// Encoded length of a socket address.
 pub const ADDR_LEN: usize = 24;
 /// Encoded length of a routing hop.
-pub const HOP_LEN: usize = ADDR_LEN + 12;
+pub const HOP_LEN: usize = ADDR_LEN + 20;
+/// Encoded length of a replica chain member.
+pub const MEMBER_LEN: usize = ADDR_LEN + 8;
+/// Body of a PING: zeros, longer than a PONG's body, so that answering a
+/// PING never sends more bytes than it received.
+pub const PING_PAD: usize = 96;
 /// Reply-spec flag: pad the data to a multiple of 4 bytes (XDR).
 pub const REPLY_FLAG_PAD: u8 = 1;
 
@@ -116,6 +126,13 @@ pub enum Status {
     Unsupported = 7,
     /// Forwarding to the next hop/member failed.
     ForwardFailed = 8,
+    /// The request named another instance of this iod (it restarted, or
+    /// the sender never asked): nothing was applied; the answer's header
+    /// carries the current instance, send again with it.
+    Stale = 9,
+    /// Refused by the iod's address rules (a hop, member, origin or
+    /// direct-reply address it must not use); nothing was applied.
+    Refused = 10,
 }
 
 impl Status {
@@ -131,6 +148,8 @@ impl Status {
             6 => Status::TooBig,
             7 => Status::Unsupported,
             8 => Status::ForwardFailed,
+            9 => Status::Stale,
+            10 => Status::Refused,
             _ => return Err(ProtoError::InvalidField("status")),
         })
     }
@@ -224,6 +243,8 @@ pub struct Hop {
     pub local_offset: u64,
     /// Bytes that iod appends.
     pub len: u32,
+    /// The instance of that iod the sender knows (see [`Message::instance`]).
+    pub instance: u64,
 }
 
 impl Item for Hop {
@@ -231,7 +252,8 @@ impl Item for Hop {
     fn enc(&self, w: &mut Writer<'_>) -> Result<()> {
         put_addr(w, &self.addr)?;
         w.u64_le(self.local_offset)?;
-        w.u32_le(self.len)
+        w.u32_le(self.len)?;
+        w.u64_le(self.instance)
     }
     fn dec(r: &mut Reader<'_>) -> Result<Self> {
         let addr = get_addr(r)?;
@@ -244,6 +266,31 @@ impl Item for Hop {
             addr,
             local_offset,
             len,
+            instance: r.u64_le()?,
+        })
+    }
+}
+
+/// A member of a replica chain: its address and the instance the origin
+/// knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChainMember {
+    /// The iod.
+    pub addr: SocketAddr,
+    /// Its instance (see [`Message::instance`]).
+    pub instance: u64,
+}
+
+impl Item for ChainMember {
+    const LEN: usize = MEMBER_LEN;
+    fn enc(&self, w: &mut Writer<'_>) -> Result<()> {
+        put_addr(w, &self.addr)?;
+        w.u64_le(self.instance)
+    }
+    fn dec(r: &mut Reader<'_>) -> Result<Self> {
+        Ok(ChainMember {
+            addr: get_addr(r)?,
+            instance: r.u64_le()?,
         })
     }
 }
@@ -339,8 +386,11 @@ impl<T: Item> Iterator for ListIter<'_, T> {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ReplySpec<'a> {
     /// Send `header ++ data ++ pad` to `client`, from `source` (the
-    /// meta-server's NFS address and port).
+    /// meta-server's NFS address and port); failures (and [`Status::Stale`])
+    /// are acknowledged to `origin`.
     Direct {
+        /// Who hears of a failure.
+        origin: SocketAddr,
         /// The NFS client.
         client: SocketAddr,
         /// The meta-server's address:port the client sent its call to.
@@ -396,10 +446,11 @@ impl Read<'_> {
     /// write at `buf[returned_len..returned_len + append_len]`. Returns the
     /// destination hop and the prefix length; the full message length is
     /// prefix + append_len.
+    ///
+    /// The message is unsigned: [`seal`] it once the data is in place.
     pub fn encode_forward_prefix(
         &self,
-        request_id: u64,
-        auth_tag: &[u8; AUTH_TAG_LEN],
+        id: RequestId,
         append_len: usize,
         buf: &mut [u8],
     ) -> Result<(Hop, usize)> {
@@ -413,7 +464,7 @@ impl Read<'_> {
             .checked_add(append_len)
             .ok_or(ProtoError::Overflow)?;
         let mut w = Writer::new(buf);
-        put_header(&mut w, MsgType::Read, 0, request_id, auth_tag)?;
+        put_header(&mut w, MsgType::Read, 0, id, hop.instance)?;
         encode_read_fixed(
             &mut w,
             &self.key,
@@ -444,9 +495,11 @@ pub struct ReadReply<'a> {
 
 impl ReadReply<'_> {
     /// Encode a READ_REPLY header announcing `data_len` bytes, without the
-    /// data; the caller writes the data at `buf[n..n + data_len]`.
+    /// data; the caller writes the data at `buf[n..n + data_len]`, then
+    /// [`seal`]s the datagram. `instance` is the answering iod's.
     pub fn encode_prefix(
-        request_id: u64,
+        id: RequestId,
+        instance: u64,
         status: Status,
         data_len: usize,
         buf: &mut [u8],
@@ -455,13 +508,7 @@ impl ReadReply<'_> {
             return Err(ProtoError::TooMany("data bytes"));
         }
         let mut w = Writer::new(buf);
-        put_header(
-            &mut w,
-            MsgType::ReadReply,
-            0,
-            request_id,
-            &[0; AUTH_TAG_LEN],
-        )?;
+        put_header(&mut w, MsgType::ReadReply, 0, id, instance)?;
         w.u8(status as u8)?;
         w.zeros(3)?;
         w.u32_le(data_len as u32)?;
@@ -480,12 +527,12 @@ pub struct Chain<'a> {
     /// that failed).
     pub origin: SocketAddr,
     /// Remaining members after the receiver, in order.
-    pub members: List<'a, SocketAddr>,
+    pub members: List<'a, ChainMember>,
 }
 
 impl<'a> Chain<'a> {
     /// The next member and the chain it must receive.
-    pub fn next(&self) -> Option<(SocketAddr, Chain<'a>)> {
+    pub fn next(&self) -> Option<(ChainMember, Chain<'a>)> {
         let first = self.members.first()?;
         Some((
             first,
@@ -641,6 +688,41 @@ pub struct IodStats {
     pub drops: u64,
     /// Requests currently being served.
     pub in_flight: u64,
+    /// Datagrams dropped for a missing, unknown or wrong tag.
+    pub bad_auth: u64,
+    /// Authenticated datagrams dropped as replays or duplicates.
+    pub replays: u64,
+    /// Requests refused by the address rules or answered [`Status::Stale`].
+    pub refused: u64,
+}
+
+impl IodStats {
+    fn fields(&self) -> [u64; 11] {
+        [
+            self.uptime_s,
+            self.requests,
+            self.bytes_read,
+            self.bytes_written,
+            self.errors,
+            self.malformed,
+            self.drops,
+            self.in_flight,
+            self.bad_auth,
+            self.replays,
+            self.refused,
+        ]
+    }
+}
+
+/// The identity of a request: a random epoch chosen by its sender when it
+/// starts (never 0) and a counter. Answers and forwarded copies carry the
+/// request's id; an iod suppresses copies of an id it has seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct RequestId {
+    /// The sender's epoch.
+    pub epoch: u64,
+    /// The request's number in that epoch.
+    pub seq: u64,
 }
 
 /// The body of a message, by type.
@@ -693,10 +775,18 @@ impl Body<'_> {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Message<'a> {
     /// Request id chosen by the origin, echoed in every answer.
-    pub request_id: u64,
+    pub id: RequestId,
+    /// In a request: the instance of the receiving iod that the sender
+    /// knows (0 = unknown; only PING may go without); an iod answers any
+    /// other value with [`Status::Stale`]. In an answer: the answering
+    /// iod's instance. Captured requests thus die with the instance.
+    pub instance: u64,
     /// Header flags (none defined: 0).
     pub flags: u16,
-    /// Authentication tag (all-zero = unauthenticated).
+    /// Id of the key that signed the message (0 = unauthenticated); set
+    /// by [`seal`].
+    pub key_id: u32,
+    /// Authentication tag (set by [`seal`], checked by [`open`]).
     pub auth_tag: [u8; AUTH_TAG_LEN],
     /// Typed body.
     pub body: Body<'a>,
@@ -706,15 +796,153 @@ fn put_header(
     w: &mut Writer<'_>,
     t: MsgType,
     flags: u16,
-    request_id: u64,
-    tag: &[u8; AUTH_TAG_LEN],
+    id: RequestId,
+    instance: u64,
 ) -> Result<()> {
     w.u32_le(MAGIC)?;
     w.u8(VERSION)?;
     w.u8(t as u8)?;
     w.u16_le(flags)?;
-    w.u64_le(request_id)?;
-    w.put(tag)
+    // Key id and tag are written by `seal`.
+    w.u32_le(0)?;
+    w.u32_le(0)?;
+    w.u64_le(id.epoch)?;
+    w.u64_le(id.seq)?;
+    w.u64_le(instance)?;
+    w.zeros(AUTH_TAG_LEN)
+}
+
+/// Signs an encoded datagram in place with the signing key of `keys`
+/// (key id + tag); in the insecure mode both stay zero.
+pub fn seal(keys: &Keys, datagram: &mut [u8]) -> Result<()> {
+    if datagram.len() < HEADER_LEN {
+        return Err(ProtoError::Truncated);
+    }
+    let id = keys.signing().map_or(0, |k| k.id());
+    // The tag covers the key id.
+    datagram[KEY_ID_OFFSET..KEY_ID_OFFSET + 4].copy_from_slice(&id.to_le_bytes());
+    let tag = match keys.signing() {
+        Some(k) => k.tag(datagram, AUTH_TAG_OFFSET).ok_or(ProtoError::Truncated)?,
+        None => [0; AUTH_TAG_LEN],
+    };
+    datagram[AUTH_TAG_OFFSET..AUTH_TAG_OFFSET + AUTH_TAG_LEN].copy_from_slice(&tag);
+    Ok(())
+}
+
+/// Checks a datagram's tag against `keys`: signed by a held key with a
+/// matching tag, or unsigned in the insecure mode (and only then).
+pub fn verify(keys: &Keys, datagram: &[u8]) -> Result<()> {
+    let id_bytes: [u8; 4] = datagram
+        .get(KEY_ID_OFFSET..KEY_ID_OFFSET + 4)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(ProtoError::Truncated)?;
+    let got: [u8; AUTH_TAG_LEN] = datagram
+        .get(AUTH_TAG_OFFSET..AUTH_TAG_OFFSET + AUTH_TAG_LEN)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(ProtoError::Truncated)?;
+    let id = u32::from_le_bytes(id_bytes);
+    if keys.is_insecure() {
+        return if id == 0 && got == [0; AUTH_TAG_LEN] {
+            Ok(())
+        } else {
+            Err(ProtoError::UnknownKey)
+        };
+    }
+    if id == 0 {
+        return Err(ProtoError::Unauthenticated);
+    }
+    let key = keys.find(id).ok_or(ProtoError::UnknownKey)?;
+    let want = key
+        .tag(datagram, AUTH_TAG_OFFSET)
+        .ok_or(ProtoError::Truncated)?;
+    if tags_equal(&want, &got) {
+        Ok(())
+    } else {
+        Err(ProtoError::BadTag)
+    }
+}
+
+/// Verifies, then decodes, a received datagram: the only way a party
+/// should read one.
+pub fn open<'a>(keys: &Keys, datagram: &'a [u8]) -> Result<Message<'a>> {
+    // Cheap structural checks first, so garbage costs no MAC.
+    if datagram.len() < HEADER_LEN {
+        return Err(ProtoError::Truncated);
+    }
+    if datagram.get(..4) != Some(&MAGIC.to_le_bytes()[..]) {
+        return Err(ProtoError::BadMagic);
+    }
+    verify(keys, datagram)?;
+    Message::decode(datagram)
+}
+
+/// Re-issues an unanswered or [`Status::Stale`]-refused request: decodes
+/// `old` (a datagram we sealed), gives it `id` and the instances
+/// `instance_of` knows now (the receiver's in the header, each hop's or
+/// chain member's in the body), and seals it into `buf`.
+pub fn restamp(
+    keys: &Keys,
+    old: &[u8],
+    id: RequestId,
+    to: &SocketAddr,
+    instance_of: &dyn Fn(&SocketAddr) -> u64,
+    buf: &mut [u8],
+) -> Result<usize> {
+    let mut m = Message::decode(old)?;
+    m.id = id;
+    m.instance = instance_of(to);
+    let mut hops = [Hop {
+        addr: *to,
+        local_offset: 0,
+        len: 0,
+        instance: 0,
+    }; MAX_HOPS];
+    let mut members = [ChainMember {
+        addr: *to,
+        instance: 0,
+    }; MAX_CHAIN];
+    let fix_chain = |c: &mut Chain<'_>, members: &mut [ChainMember; MAX_CHAIN]| -> Result<usize> {
+        let n = c.members.len();
+        if n > MAX_CHAIN {
+            return Err(ProtoError::TooMany("chain members"));
+        }
+        for (slot, mem) in members.iter_mut().zip(c.members.iter()) {
+            *slot = ChainMember {
+                addr: mem.addr,
+                instance: instance_of(&mem.addr),
+            };
+        }
+        Ok(n)
+    };
+    let n = match &mut m.body {
+        Body::Read(r) => {
+            let n = r.routes.len();
+            if n > MAX_HOPS {
+                return Err(ProtoError::TooMany("hops"));
+            }
+            for (slot, h) in hops.iter_mut().zip(r.routes.iter()) {
+                *slot = Hop {
+                    instance: instance_of(&h.addr),
+                    ..h
+                };
+            }
+            n
+        }
+        Body::Write(w) => fix_chain(&mut w.chain, &mut members)?,
+        Body::Commit(c) => fix_chain(&mut c.chain, &mut members)?,
+        Body::Truncate(t) => fix_chain(&mut t.chain, &mut members)?,
+        _ => 0,
+    };
+    match &mut m.body {
+        Body::Read(r) => r.routes = List::Items(&hops[..n]),
+        Body::Write(w) => w.chain.members = List::Items(&members[..n]),
+        Body::Commit(c) => c.chain.members = List::Items(&members[..n]),
+        Body::Truncate(t) => t.chain.members = List::Items(&members[..n]),
+        _ => {}
+    }
+    let len = m.encode(buf)?;
+    seal(keys, buf.get_mut(..len).ok_or(ProtoError::BufferTooSmall)?)?;
+    Ok(len)
 }
 
 fn encode_read_fixed(
@@ -746,6 +974,7 @@ fn encode_read_fixed(
     routes.encode(w)?;
     match reply {
         ReplySpec::Direct {
+            origin,
             client,
             source,
             header,
@@ -754,6 +983,7 @@ fn encode_read_fixed(
             if header.len() > MAX_REPLY_HEADER {
                 return Err(ProtoError::TooMany("reply header bytes"));
             }
+            put_addr(w, origin)?;
             put_addr(w, client)?;
             put_addr(w, source)?;
             w.u16_le(header.len() as u16)?;
@@ -785,26 +1015,28 @@ fn get_key(r: &mut Reader<'_>) -> Result<FileKey> {
 }
 
 impl<'a> Message<'a> {
-    /// A message with no flags and a zero tag.
-    pub fn new(request_id: u64, body: Body<'a>) -> Self {
+    /// A message to (or from) iod instance `instance`, unsigned.
+    pub fn new(id: RequestId, instance: u64, body: Body<'a>) -> Self {
         Message {
-            request_id,
+            id,
+            instance,
             flags: 0,
+            key_id: 0,
             auth_tag: [0; AUTH_TAG_LEN],
             body,
         }
     }
 
-    /// Encode into `buf`, returning the length. Enforces the same limits as
-    /// the decoder.
+    /// Encode into `buf`, returning the length; unsigned (key id and tag
+    /// zero). Enforces the same limits as the decoder.
     pub fn encode(&self, buf: &mut [u8]) -> Result<usize> {
         let mut w = Writer::new(buf);
         put_header(
             &mut w,
             self.body.msg_type(),
             self.flags,
-            self.request_id,
-            &self.auth_tag,
+            self.id,
+            self.instance,
         )?;
         match &self.body {
             Body::Read(rd) => {
@@ -861,18 +1093,9 @@ impl<'a> Message<'a> {
                 w.u16_le(0)?;
                 w.u64_le(a.value)?;
             }
-            Body::Ping => {}
+            Body::Ping => w.zeros(PING_PAD)?,
             Body::Pong(s) => {
-                for v in [
-                    s.uptime_s,
-                    s.requests,
-                    s.bytes_read,
-                    s.bytes_written,
-                    s.errors,
-                    s.malformed,
-                    s.drops,
-                    s.in_flight,
-                ] {
+                for v in s.fields() {
                     w.u64_le(v)?;
                 }
             }
@@ -910,6 +1133,13 @@ impl<'a> Message<'a> {
         Ok(n)
     }
 
+    /// Encode into `buf` and [`seal`] with `keys`.
+    pub fn seal(&self, keys: &Keys, buf: &mut [u8]) -> Result<usize> {
+        let n = self.encode(buf)?;
+        seal(keys, buf.get_mut(..n).ok_or(ProtoError::BufferTooSmall)?)?;
+        Ok(n)
+    }
+
     /// Decode one datagram; the whole slice must be exactly one message.
     pub fn decode(buf: &'a [u8]) -> Result<Self> {
         if buf.len() > MAX_DATAGRAM {
@@ -927,7 +1157,18 @@ impl<'a> Message<'a> {
         if flags != 0 {
             return Err(ProtoError::InvalidField("flags"));
         }
-        let request_id = r.u64_le()?;
+        let key_id = r.u32_le()?;
+        if r.u32_le()? != 0 {
+            return Err(ProtoError::InvalidField("reserved"));
+        }
+        let id = RequestId {
+            epoch: r.u64_le()?,
+            seq: r.u64_le()?,
+        };
+        if id.epoch == 0 {
+            return Err(ProtoError::InvalidField("epoch"));
+        }
+        let instance = r.u64_le()?;
         let auth_tag: [u8; AUTH_TAG_LEN] = r.array()?;
         let body = match t {
             MsgType::Read => Body::Read(decode_read(&mut r)?),
@@ -996,7 +1237,12 @@ impl<'a> Message<'a> {
                     value: r.u64_le()?,
                 })
             }
-            MsgType::Ping => Body::Ping,
+            MsgType::Ping => {
+                if r.bytes(PING_PAD)?.iter().any(|b| *b != 0) {
+                    return Err(ProtoError::InvalidField("ping padding"));
+                }
+                Body::Ping
+            }
             MsgType::Pong => Body::Pong(IodStats {
                 uptime_s: r.u64_le()?,
                 requests: r.u64_le()?,
@@ -1006,6 +1252,9 @@ impl<'a> Message<'a> {
                 malformed: r.u64_le()?,
                 drops: r.u64_le()?,
                 in_flight: r.u64_le()?,
+                bad_auth: r.u64_le()?,
+                replays: r.u64_le()?,
+                refused: r.u64_le()?,
             }),
             MsgType::List => {
                 let fl = r.u8()?;
@@ -1051,8 +1300,10 @@ impl<'a> Message<'a> {
         };
         r.finish()?;
         Ok(Message {
-            request_id,
+            id,
+            instance,
             flags,
+            key_id,
             auth_tag,
             body,
         })
@@ -1095,6 +1346,7 @@ fn decode_read<'a>(r: &mut Reader<'a>) -> Result<Read<'a>> {
             if rflags & !REPLY_FLAG_PAD != 0 {
                 return Err(ProtoError::InvalidField("reply flags"));
             }
+            let origin = get_addr(r)?;
             let client = get_addr(r)?;
             let source = get_addr(r)?;
             let hl = r.u16_le()? as usize;
@@ -1105,6 +1357,7 @@ fn decode_read<'a>(r: &mut Reader<'a>) -> Result<Read<'a>> {
                 return Err(ProtoError::TooMany("reply header bytes"));
             }
             ReplySpec::Direct {
+                origin,
                 client,
                 source,
                 header: r.bytes(hl)?,
@@ -1146,6 +1399,12 @@ mod tests {
     fn a6(p: u16) -> SocketAddr {
         SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::LOCALHOST, p, 0, 3))
     }
+    fn rid(seq: u64) -> RequestId {
+        RequestId { epoch: 0xfeed, seq }
+    }
+    fn mem(addr: SocketAddr) -> ChainMember {
+        ChainMember { addr, instance: 0x1111 }
+    }
 
     fn rt(m: &Message<'_>) {
         let mut b = [0u8; MAX_DATAGRAM];
@@ -1164,7 +1423,7 @@ mod tests {
         x[0] ^= 1;
         assert_eq!(Message::decode(&x[..n]), Err(ProtoError::BadMagic));
         let mut x = b;
-        x[4] = 2;
+        x[4] = 1;
         assert_eq!(Message::decode(&x[..n]), Err(ProtoError::BadVersion));
         let mut x = b;
         x[5] = 99;
@@ -1184,22 +1443,24 @@ mod tests {
                 addr: a4(7001),
                 local_offset: 0,
                 len: 4096,
+                instance: 42,
             },
             Hop {
                 addr: a6(7002),
                 local_offset: 65536,
                 len: 100,
+                instance: 42,
             },
         ];
         let hdr = [0xabu8; 128];
-        rt(&Message::new(
-            7,
+        rt(&Message::new(rid(7), 0,
             Body::Read(Read {
                 key: KEY,
                 local_offset: 61440,
                 len: 4096,
                 routes: List::Items(&hops),
                 reply: ReplySpec::Direct {
+                    origin: a4(900),
                     client: a4(800),
                     source: a4(2049),
                     header: &hdr,
@@ -1208,8 +1469,7 @@ mod tests {
                 gathered: b"xyz",
             }),
         ));
-        rt(&Message::new(
-            8,
+        rt(&Message::new(rid(8), 0,
             Body::Read(Read {
                 key: KEY,
                 local_offset: 0,
@@ -1219,20 +1479,18 @@ mod tests {
                 gathered: &[],
             }),
         ));
-        rt(&Message::new(
-            9,
+        rt(&Message::new(rid(9), 0,
             Body::ReadReply(ReadReply {
                 status: Status::Io,
                 data: b"hello",
             }),
         ));
-        let members = [a4(1), a6(2)];
+        let members = [mem(a4(1)), mem(a6(2))];
         let chain = Chain {
             origin: a4(3),
             members: List::Items(&members),
         };
-        rt(&Message::new(
-            10,
+        rt(&Message::new(rid(10), 0,
             Body::Write(Write {
                 key: KEY,
                 local_offset: 5,
@@ -1240,9 +1498,8 @@ mod tests {
                 data: &[1; 1000],
             }),
         ));
-        rt(&Message::new(11, Body::Commit(Commit { key: KEY, chain })));
-        rt(&Message::new(
-            12,
+        rt(&Message::new(rid(11), 0, Body::Commit(Commit { key: KEY, chain })));
+        rt(&Message::new(rid(12), 0,
             Body::Truncate(Truncate {
                 key: KEY,
                 new_len: 77,
@@ -1250,23 +1507,20 @@ mod tests {
             }),
         ));
         let keys = [KEY, FileKey::new(4, 5, 6)];
-        rt(&Message::new(
-            13,
+        rt(&Message::new(rid(13), 0,
             Body::Unlink(Unlink {
                 keys: List::Items(&keys),
             }),
         ));
-        rt(&Message::new(
-            14,
+        rt(&Message::new(rid(14), 0,
             Body::Ack(Ack {
                 op: MsgType::Write,
                 status: Status::Ok,
                 value: 1000,
             }),
         ));
-        rt(&Message::new(15, Body::Ping));
-        let mut m = Message::new(
-            16,
+        rt(&Message::new(rid(15), 0, Body::Ping));
+        let mut m = Message::new(rid(16), 0,
             Body::Pong(IodStats {
                 uptime_s: 1,
                 requests: 2,
@@ -1276,10 +1530,110 @@ mod tests {
                 malformed: 6,
                 drops: 7,
                 in_flight: 8,
+                bad_auth: 9,
+                replays: 10,
+                refused: 11,
             }),
         );
-        m.auth_tag = [9; 16];
+        m.instance = 77;
         rt(&m);
+    }
+
+    fn keys(id: u32, b: u8) -> Keys {
+        Keys::new(super::super::auth::Key::new(id, [b; 32]).unwrap(), None).unwrap()
+    }
+
+    #[test]
+    fn seal_and_open() {
+        let k1 = keys(1, 0x11);
+        let mut b = [0u8; 512];
+        let msg = Message::new(rid(3), 99, Body::Ping);
+        let n = msg.seal(&k1, &mut b).unwrap();
+        let got = open(&k1, &b[..n]).unwrap();
+        assert_eq!((got.id, got.instance, got.key_id), (rid(3), 99, 1));
+        assert_eq!(got.body, Body::Ping);
+        // every single-bit flip is refused, the tag's own bits included
+        for i in 0..n {
+            let mut x = b;
+            x[i] ^= 0x20;
+            assert!(open(&k1, &x[..n]).is_err(), "flip at {i}");
+        }
+        // another key with the same id, an unknown id, unsigned, insecure
+        assert_eq!(open(&keys(1, 0x12), &b[..n]), Err(ProtoError::BadTag));
+        assert_eq!(open(&keys(2, 0x11), &b[..n]), Err(ProtoError::UnknownKey));
+        assert_eq!(open(&Keys::insecure(), &b[..n]), Err(ProtoError::UnknownKey));
+        let n0 = msg.encode(&mut b).unwrap();
+        assert_eq!(open(&k1, &b[..n0]), Err(ProtoError::Unauthenticated));
+        assert!(open(&Keys::insecure(), &b[..n0]).is_ok());
+        let n1 = msg.seal(&Keys::insecure(), &mut b).unwrap();
+        assert!(open(&Keys::insecure(), &b[..n1]).is_ok());
+        // rotation: signed with the new key, accepted by a party that
+        // signs with the old one and accepts the new one
+        let old = super::super::auth::Key::new(1, [0x11; 32]).unwrap();
+        let new = super::super::auth::Key::new(2, [0x22; 32]).unwrap();
+        let during = Keys::new(old, Some(new)).unwrap();
+        let after = Keys::new(new, Some(old)).unwrap();
+        let n = msg.seal(&after, &mut b).unwrap();
+        assert!(open(&during, &b[..n]).is_ok());
+        assert!(open(&k1, &b[..n]).is_err());
+        let n = msg.seal(&during, &mut b).unwrap();
+        assert!(open(&after, &b[..n]).is_ok());
+    }
+
+    #[test]
+    fn restamp_updates_every_instance() {
+        let k = keys(7, 0x77);
+        let members = [mem(a4(2)), mem(a4(3))];
+        let msg = Message::new(
+            rid(1),
+            5,
+            Body::Write(Write {
+                key: KEY,
+                local_offset: 0,
+                chain: Chain {
+                    origin: a4(1),
+                    members: List::Items(&members),
+                },
+                data: b"abc",
+            }),
+        );
+        let mut old = [0u8; 1024];
+        let n = msg.seal(&k, &mut old).unwrap();
+        let mut new = [0u8; 1024];
+        let inst = |a: &SocketAddr| u64::from(a.port()) * 100;
+        let n2 = restamp(&k, &old[..n], rid(2), &a4(9), &inst, &mut new).unwrap();
+        let got = open(&k, &new[..n2]).unwrap();
+        assert_eq!((got.id, got.instance), (rid(2), 900));
+        let Body::Write(w) = got.body else {
+            panic!("not a write")
+        };
+        let i: std::vec::Vec<u64> = w.chain.members.iter().map(|m| m.instance).collect();
+        assert_eq!(i, [200, 300]);
+        assert_eq!(w.data, b"abc");
+        let hops = [Hop {
+            addr: a4(4),
+            local_offset: 0,
+            len: 1,
+            instance: 0,
+        }];
+        let rd = Message::new(
+            rid(1),
+            0,
+            Body::Read(Read {
+                key: KEY,
+                local_offset: 0,
+                len: 1,
+                routes: List::Items(&hops),
+                reply: ReplySpec::Relay { origin: a4(1) },
+                gathered: &[],
+            }),
+        );
+        let n = rd.seal(&k, &mut old).unwrap();
+        let n2 = restamp(&k, &old[..n], rid(3), &a4(8), &inst, &mut new).unwrap();
+        let Body::Read(r) = open(&k, &new[..n2]).unwrap().body else {
+            panic!("not a read")
+        };
+        assert_eq!(r.routes.first().map(|h| h.instance), Some(400));
     }
 
     #[test]
@@ -1290,8 +1644,7 @@ mod tests {
             origin: a4(3),
             members: List::Items(&[]),
         };
-        let w = Message::new(
-            1,
+        let w = Message::new(rid(1), 0,
             Body::Write(Write {
                 key: KEY,
                 local_offset: 0,
@@ -1300,8 +1653,7 @@ mod tests {
             }),
         );
         assert_eq!(w.encode(&mut b), Err(ProtoError::TooMany("data bytes")));
-        let w = Message::new(
-            1,
+        let w = Message::new(rid(1), 0,
             Body::Write(Write {
                 key: KEY,
                 local_offset: u64::MAX,
@@ -1310,18 +1662,19 @@ mod tests {
             }),
         );
         assert_eq!(w.encode(&mut b), Err(ProtoError::Overflow));
-        let members = [a4(1); MAX_CHAIN + 1];
+        let members = [mem(a4(1)); MAX_CHAIN + 1];
         let chain = Chain {
             origin: a4(3),
             members: List::Items(&members),
         };
-        assert!(Message::new(1, Body::Commit(Commit { key: KEY, chain }))
+        assert!(Message::new(rid(1), 0, Body::Commit(Commit { key: KEY, chain }))
             .encode(&mut b)
             .is_err());
         let hops = [Hop {
             addr: a4(1),
             local_offset: 0,
             len: 1,
+            instance: 0,
         }; MAX_HOPS + 1];
         let r = Read {
             key: KEY,
@@ -1331,7 +1684,7 @@ mod tests {
             reply: ReplySpec::Relay { origin: a4(1) },
             gathered: &[],
         };
-        assert!(Message::new(1, Body::Read(r)).encode(&mut b).is_err());
+        assert!(Message::new(rid(1), 0, Body::Read(r)).encode(&mut b).is_err());
         let r = Read {
             key: KEY,
             local_offset: 0,
@@ -1340,7 +1693,7 @@ mod tests {
             reply: ReplySpec::Relay { origin: a4(1) },
             gathered: b"x",
         };
-        assert!(Message::new(1, Body::Read(r)).encode(&mut b).is_err());
+        assert!(Message::new(rid(1), 0, Body::Read(r)).encode(&mut b).is_err());
         let hdr = [0u8; MAX_REPLY_HEADER + 1];
         let r = Read {
             key: KEY,
@@ -1348,6 +1701,7 @@ mod tests {
             len: 1,
             routes: List::Items(&[]),
             reply: ReplySpec::Direct {
+                origin: a4(3),
                 client: a4(1),
                 source: a4(2),
                 header: &hdr,
@@ -1355,14 +1709,14 @@ mod tests {
             },
             gathered: &[],
         };
-        assert!(Message::new(1, Body::Read(r)).encode(&mut b).is_err());
+        assert!(Message::new(rid(1), 0, Body::Read(r)).encode(&mut b).is_err());
         assert_eq!(
-            Message::new(1, Body::Ping).encode(&mut [0u8; 31]),
+            Message::new(rid(1), 0, Body::Ping).encode(&mut [0u8; 31]),
             Err(ProtoError::BufferTooSmall)
         );
         assert!(Message::decode(&b).is_err());
         // unknown header flags
-        let n = Message::new(1, Body::Ping).encode(&mut b).unwrap();
+        let n = Message::new(rid(1), 0, Body::Ping).encode(&mut b).unwrap();
         b[6] = 1;
         assert_eq!(
             Message::decode(&b[..n]),
@@ -1373,8 +1727,7 @@ mod tests {
     #[test]
     fn bad_fields() {
         let mut b = [0u8; 256];
-        let n = Message::new(
-            1,
+        let n = Message::new(rid(1), 0,
             Body::Ack(Ack {
                 op: MsgType::Commit,
                 status: Status::Ok,
@@ -1397,7 +1750,7 @@ mod tests {
             origin: a4(3),
             members: List::Items(&[]),
         };
-        let n = Message::new(1, Body::Commit(Commit { key: KEY, chain }))
+        let n = Message::new(rid(1), 0, Body::Commit(Commit { key: KEY, chain }))
             .encode(&mut b)
             .unwrap();
         let mut x = b;
@@ -1436,23 +1789,20 @@ mod tests {
 
     #[test]
     fn list_round_trips() {
-        rt(&Message::new(
-            20,
+        rt(&Message::new(rid(20), 0,
             Body::List(ListRequest {
                 after: None,
                 max: 1,
             }),
         ));
-        rt(&Message::new(
-            21,
+        rt(&Message::new(rid(21), 0,
             Body::List(ListRequest {
                 after: Some(KEY),
                 max: MAX_LIST_ENTRIES as u16,
             }),
         ));
         // the all-zero key is a valid cursor too (flag set)
-        rt(&Message::new(
-            22,
+        rt(&Message::new(rid(22), 0,
             Body::List(ListRequest {
                 after: Some(FileKey::default()),
                 max: 5,
@@ -1460,8 +1810,7 @@ mod tests {
         ));
         for n in [0, 1, 2, 17] {
             let e = sorted_entries(n);
-            rt(&Message::new(
-                23,
+            rt(&Message::new(rid(23), 0,
                 Body::ListReply(ListReply {
                     status: Status::Ok,
                     more: n == 17,
@@ -1469,8 +1818,7 @@ mod tests {
                 }),
             ));
         }
-        rt(&Message::new(
-            24,
+        rt(&Message::new(rid(24), 0,
             Body::ListReply(ListReply {
                 status: Status::Io,
                 more: false,
@@ -1479,8 +1827,7 @@ mod tests {
         ));
         // the largest page fits one datagram
         let e = sorted_entries(MAX_LIST_ENTRIES);
-        let m = Message::new(
-            25,
+        let m = Message::new(rid(25), 0,
             Body::ListReply(ListReply {
                 status: Status::Ok,
                 more: true,
@@ -1497,11 +1844,10 @@ mod tests {
     fn list_errors() {
         let mut b = [0u8; MAX_DATAGRAM];
         for max in [0u16, MAX_LIST_ENTRIES as u16 + 1] {
-            let m = Message::new(1, Body::List(ListRequest { after: None, max }));
+            let m = Message::new(rid(1), 0, Body::List(ListRequest { after: None, max }));
             assert_eq!(m.encode(&mut b), Err(ProtoError::InvalidField("list max")));
         }
-        let n = Message::new(
-            1,
+        let n = Message::new(rid(1), 0,
             Body::List(ListRequest {
                 after: None,
                 max: 3,
@@ -1529,8 +1875,7 @@ mod tests {
         );
         // too many entries
         let e = sorted_entries(MAX_LIST_ENTRIES + 1);
-        let m = Message::new(
-            2,
+        let m = Message::new(rid(2), 0,
             Body::ListReply(ListReply {
                 status: Status::Ok,
                 more: false,
@@ -1541,8 +1886,7 @@ mod tests {
         // out of order / duplicate entries
         let mut e = sorted_entries(3);
         e.swap(0, 2);
-        let m = Message::new(
-            3,
+        let m = Message::new(rid(3), 0,
             Body::ListReply(ListReply {
                 status: Status::Ok,
                 more: false,
@@ -1554,8 +1898,7 @@ mod tests {
             Err(ProtoError::InvalidField("list order"))
         );
         let e = sorted_entries(2);
-        let n = Message::new(
-            4,
+        let n = Message::new(rid(4), 0,
             Body::ListReply(ListReply {
                 status: Status::Ok,
                 more: false,
@@ -1598,11 +1941,13 @@ mod tests {
                 addr: a4(7001),
                 local_offset: 100,
                 len: 3,
+                instance: 42,
             },
             Hop {
                 addr: a4(7002),
                 local_offset: 200,
                 len: 2,
+                instance: 42,
             },
         ];
         let r = Read {
@@ -1614,7 +1959,7 @@ mod tests {
             gathered: b"ab",
         };
         let mut b = [0u8; 1024];
-        let (hop, n) = r.encode_forward_prefix(5, &[0; 16], 4, &mut b).unwrap();
+        let (hop, n) = r.encode_forward_prefix(rid(5), 4, &mut b).unwrap();
         assert_eq!(hop, hops[0]);
         b[n..n + 4].copy_from_slice(b"cdef");
         let m = Message::decode(&b[..n + 4]).unwrap();
@@ -1631,8 +1976,8 @@ mod tests {
             routes: List::Items(&[]),
             ..r
         };
-        assert!(last.encode_forward_prefix(5, &[0; 16], 4, &mut b).is_err());
-        let n = ReadReply::encode_prefix(3, Status::Ok, 2, &mut b).unwrap();
+        assert!(last.encode_forward_prefix(rid(5), 4, &mut b).is_err());
+        let n = ReadReply::encode_prefix(rid(3), 9, Status::Ok, 2, &mut b).unwrap();
         b[n..n + 2].copy_from_slice(b"zz");
         let m = Message::decode(&b[..n + 2]).unwrap();
         assert_eq!(
@@ -1644,12 +1989,12 @@ mod tests {
         );
         let c = Chain {
             origin: a4(1),
-            members: List::Items(&[a4(2), a4(3)]),
+            members: List::Items(&[mem(a4(2)), mem(a4(3))]),
         };
         let (n1, c1) = c.next().unwrap();
-        assert_eq!(n1, a4(2));
+        assert_eq!(n1.addr, a4(2));
         let (n2, c2) = c1.next().unwrap();
-        assert_eq!(n2, a4(3));
+        assert_eq!(n2.addr, a4(3));
         assert!(c2.next().is_none());
     }
 }

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 //! The proto sources included as the kernel module does.
 
+#[path = "../../src/auth.rs"]
+pub mod auth;
 #[path = "../../src/codec.rs"]
 pub mod codec;
 #[path = "../../src/control.rs"]
