@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all deps kernel nfs-utils kmod tools unit-test vm-test test bench demo clean
+.PHONY: all deps kernel nfs-utils kmod tools unit-test vm-test test bench demo clean fuzz
 
 all: kernel nfs-utils kmod tools
 
@@ -44,6 +44,11 @@ bench: kernel nfs-utils kmod tools
 
 clean:
 	$(CARGO) clean
+
+# Fuzz every proto decoder for FUZZ_SECONDS (default 60) each, from the
+# committed seeds; not part of 'make test' (see proto/fuzz/README.md).
+fuzz:
+	FUZZ_SECONDS=$(or $(FUZZ_SECONDS),60) CARGO=$(CARGO) proto/fuzz/run.sh
 
 # Boot a demo cluster and show it working; DEMO_SHELL=1 ends in a shell.
 demo: kernel nfs-utils kmod tools

@@ -240,24 +240,33 @@ impl UdpSocket {
         Ok(())
     }
 
-    /// Receives one datagram into `buf`, waiting at most the receive
-    /// timeout; a datagram larger than `buf` is an error (`EMSGSIZE`).
-    pub(crate) fn recv(&self, buf: &mut [u8]) -> Result<usize> {
+    /// Receives one datagram into `buf` and tells who sent it, waiting at
+    /// most the receive timeout (not at all with `dont_wait`: `EAGAIN`); a
+    /// datagram larger than `buf` is an error (`EMSGSIZE`).
+    pub(crate) fn recv_from(&self, buf: &mut [u8], dont_wait: bool) -> Result<(usize, SocketAddr)> {
+        // Any address of the family fits the storage.
+        let mut raw = RawSockaddr::new(&SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0));
         // SAFETY: all-zero is a valid empty `msghdr`.
         let mut msg: bindings::msghdr = unsafe { core::mem::zeroed() };
+        msg.msg_name = raw.as_ptr().cast();
+        msg.msg_namelen = core::mem::size_of::<bindings::__kernel_sockaddr_storage>() as c_int;
         let mut vec = bindings::kvec {
             iov_base: buf.as_mut_ptr().cast(),
             iov_len: buf.len(),
         };
-        // SAFETY: `vec` covers `buf`, which is valid for writes.
+        let flags = if dont_wait { bindings::MSG_DONTWAIT as c_int } else { 0 };
+        // SAFETY: `vec` covers `buf`, which is valid for writes, and
+        // `msg_name` points to storage large enough for any address.
         let got = unsafe {
-            bindings::kernel_recvmsg(self.sock, &mut msg, &mut vec, 1, buf.len(), 0)
+            bindings::kernel_recvmsg(self.sock, &mut msg, &mut vec, 1, buf.len(), flags)
         };
         to_result(got)?;
         if msg.msg_flags & bindings::MSG_TRUNC != 0 {
             return Err(EMSGSIZE);
         }
-        Ok(got as usize)
+        // SAFETY: the kernel wrote the sender's address into `raw`.
+        let from = unsafe { sockaddr_to_rust(raw.as_ptr()) }.ok_or(EINVAL)?;
+        Ok((got as usize, from))
     }
 }
 

@@ -10,6 +10,17 @@
 //! made busier). An iod that stays silent for a bounded number of rounds
 //! makes the request fail with `EAGAIN`, which nfsd turns into
 //! NFS3ERR_JUKEBOX: the client retries later, no nfsd thread hangs.
+//!
+//! Every datagram is sealed with the cluster key and every answer opened
+//! with it; an answer counts only from an iod the message went to (the
+//! head, or a member of its replica chain) and with the message's request
+//! id. Request ids are this module load's random epoch plus a counter.
+//! Messages name the iod instance they are meant for; an iod that
+//! restarted answers `Stale` with its new instance, and the message is
+//! re-issued with it (a new id: the refused one was not applied). An
+//! unanswered READ is re-sent with a new id too (iods drop copies of
+//! reads), writes with the same one (iods apply them once and answer
+//! copies from a cache).
 
 use core::net::SocketAddr;
 
@@ -22,11 +33,12 @@ use kernel::{
     time::{Instant, Monotonic},
 };
 
-use crate::ffi::{DirectReply, UdpSocket};
+use crate::ffi::{random_u64, DirectReply, UdpSocket};
 use crate::proto::{
+    auth::Keys,
     filekey::FileKey,
     stripe::StripeLayout,
-    wire::{self, Body, Chain, Hop, List, Message, MsgType, ReplySpec, Status},
+    wire::{self, Body, Chain, ChainMember, Hop, List, Message, MsgType, ReplySpec, RequestId, Status},
 };
 use crate::viod::{Iod, Table, Viod};
 
@@ -43,10 +55,33 @@ const MAX_BACKOFF: u32 = 8;
 /// READ (17 datagrams of 60 KiB) with the kernel's per-packet overhead.
 const RECEIVE_BUFFER: i32 = 4 << 20;
 
-static NEXT_REQUEST_ID: Atomic<u64> = Atomic::new(1);
+/// Stale-instance refusals of one message before the request fails.
+const MAX_STALE: u32 = 3;
 
-fn next_request_id() -> u64 {
-    NEXT_REQUEST_ID.fetch_add(1u64, Relaxed)
+/// Direct-read notices handled before one direct read.
+const MAX_NOTICES: usize = 16;
+
+static EPOCH: Atomic<u64> = Atomic::new(0);
+static NEXT_SEQ: Atomic<u64> = Atomic::new(1);
+
+/// A new request id: this module load's epoch (random, chosen on first
+/// use, never 0) and the next sequence number.
+fn next_request_id() -> RequestId {
+    let mut epoch = EPOCH.load(Relaxed);
+    if epoch == 0 {
+        let mut fresh = random_u64();
+        while fresh == 0 {
+            fresh = random_u64();
+        }
+        epoch = match EPOCH.cmpxchg(0, fresh, Relaxed) {
+            Ok(_) => fresh,
+            Err(current) => current,
+        };
+    }
+    RequestId {
+        epoch,
+        seq: NEXT_SEQ.fetch_add(1u64, Relaxed),
+    }
 }
 
 /// An error status from an iod, as an errno.
@@ -62,8 +97,14 @@ fn status_error(s: Status) -> Error {
 
 /// One message of a request, kept for retransmission.
 struct Outgoing {
-    id: u64,
+    id: RequestId,
     iod: Arc<Iod>,
+    /// The viod whose members may answer (a replica chain), or `None`
+    /// when only `iod` may.
+    chain_of: Option<u32>,
+    /// Applied once by the iods: re-sent as is; others get a new id.
+    mutating: bool,
+    stale: u32,
     datagram: KVVec<u8>,
     done: bool,
     /// Where a READ's data goes in the caller's buffer.
@@ -75,20 +116,52 @@ struct Outgoing {
 }
 
 /// The messages of one nfsd request and the socket they travel on.
-struct Exchange {
+struct Exchange<'t> {
+    table: &'t Table,
+    keys: Keys,
     socket: UdpSocket,
     port: u16,
     out: KVec<Outgoing>,
     timeout_ms: u32,
 }
 
-impl Exchange {
-    fn new(table: &Table, like: &SocketAddr) -> Result<Self> {
+/// Learns the instance an authenticated answer from `from` carries.
+fn learn_instance(table: &Table, from: &SocketAddr, instance: u64) {
+    if let Some(iod) = table.iod(from) {
+        iod.instance.store(instance, Relaxed);
+    }
+}
+
+/// The chain members of a write to `viod` after its head, with their
+/// instances.
+fn chain_members(viod: &Viod) -> Result<(&Arc<Iod>, KVec<ChainMember>)> {
+    let mut writers = viod.writers();
+    // No member takes writes: the client retries until one does.
+    let head = writers.next().ok_or(EAGAIN)?;
+    let mut chain = KVec::new();
+    for m in writers {
+        chain.push(
+            ChainMember {
+                addr: m.addr,
+                instance: m.instance.load(Relaxed),
+            },
+            GFP_KERNEL,
+        )?;
+    }
+    Ok((head, chain))
+}
+
+impl<'t> Exchange<'t> {
+    fn new(table: &'t Table, like: &SocketAddr) -> Result<Self> {
         let anchor = table.anchor.as_ref().ok_or(EAGAIN)?;
+        // No keys loaded yet: nothing may be sent; the client retries.
+        let keys = table.keys.ok_or(EAGAIN)?;
         let socket = UdpSocket::new(&anchor.net, like)?;
         socket.set_recv_buffer(RECEIVE_BUFFER);
         let port = socket.local_port(like)?;
         Ok(Exchange {
+            table,
+            keys,
             socket,
             port,
             out: KVec::new(),
@@ -96,31 +169,56 @@ impl Exchange {
         })
     }
 
+    /// Re-issues message `i` with a new request id and the instances
+    /// known now.
+    fn restamp(&mut self, i: usize) -> Result {
+        let table = self.table;
+        let keys = self.keys;
+        let o = self.out.get_mut(i).ok_or(EINVAL)?;
+        let id = next_request_id();
+        let mut fresh = KVVec::from_elem(0u8, o.datagram.len(), GFP_KERNEL)?;
+        let instance_of = |a: &SocketAddr| table.instance_of(a);
+        let n = wire::restamp(&keys, &o.datagram, id, &o.iod.addr, &instance_of, &mut fresh)
+            .map_err(|_| EINVAL)?;
+        fresh.truncate(n);
+        o.datagram = fresh;
+        o.id = id;
+        Ok(())
+    }
+
     /// Where `iod` must send its answer.
     fn origin(&self, iod: &Iod) -> SocketAddr {
         SocketAddr::new(iod.origin_ip, self.port)
     }
 
-    /// Queues a message built by `build` (given its request id) for `iod`;
-    /// it moves `bytes` of data, `carried` of them in the message itself.
+    /// Queues `body` for `iod` (answered by a member of viod `chain_of`
+    /// for a replica chain); it moves `bytes` of data, `carried` of them in
+    /// the message itself.
     fn add(
         &mut self,
         iod: &Arc<Iod>,
+        chain_of: Option<u32>,
         dest: usize,
         bytes: usize,
         carried: usize,
-        build: impl FnOnce(u64, &mut [u8]) -> Result<usize>,
+        body: Body<'_>,
     ) -> Result {
         let id = next_request_id();
+        let mutating = !matches!(body, Body::Read(_) | Body::Ping);
         // Room for the data and the largest header (routes, reply header).
         let room = (carried + 4096).min(wire::MAX_DATAGRAM);
         let mut datagram = KVVec::from_elem(0u8, room, GFP_KERNEL)?;
-        let len = build(id, &mut datagram)?;
+        let len = Message::new(id, iod.instance.load(Relaxed), body)
+            .seal(&self.keys, &mut datagram)
+            .map_err(|_| EINVAL)?;
         datagram.truncate(len);
         self.out.push(
             Outgoing {
                 id,
                 iod: iod.clone(),
+                chain_of,
+                mutating,
+                stale: 0,
                 datagram,
                 done: false,
                 dest,
@@ -160,7 +258,7 @@ impl Exchange {
                 in_flight += 1;
             }
             self.socket.set_recv_timeout_ms(wait_ms);
-            let n = match self.socket.recv(&mut buf) {
+            let n = match self.socket.recv_from(&mut buf, false) {
                 Ok(n) => n,
                 Err(e) if e == EAGAIN => {
                     silent_rounds += 1;
@@ -172,27 +270,58 @@ impl Exchange {
                     }
                     wait_ms = wait_ms.saturating_mul(2).min(self.timeout_ms.saturating_mul(MAX_BACKOFF));
                     for i in 0..next {
-                        if self.out.get(i).is_some_and(|o| !o.done) {
-                            self.send(i);
+                        let Some(o) = self.out.get(i) else { continue };
+                        if o.done {
+                            continue;
                         }
+                        // Iods drop copies of a read: ask again anew.
+                        if !o.mutating {
+                            self.restamp(i)?;
+                        }
+                        self.send(i);
                     }
                     continue;
                 }
                 Err(e) => return Err(e),
             };
+            let (n, from) = n;
             let Some(datagram) = buf.get(..n) else {
                 continue;
             };
-            // Anything undecodable or unexpected (a late answer to an
-            // earlier try, garbage) is ignored: the message stays pending.
-            let Ok(msg) = Message::decode(datagram) else {
+            // Anything unauthenticated, undecodable or unexpected (a late
+            // answer to an earlier try, garbage, a forgery) is ignored:
+            // the message stays pending.
+            let Ok(msg) = wire::open(&self.keys, datagram) else {
                 continue;
             };
-            let Some(o) = self
-                .out
-                .iter_mut()
-                .find(|o| o.id == msg.request_id && o.sent && !o.done)
-            else {
+            let table = self.table;
+            let Some(i) = self.out.iter().position(|o| {
+                o.id == msg.id
+                    && o.sent
+                    && !o.done
+                    && (o.iod.addr == from
+                        || o.chain_of.is_some_and(|v| {
+                            table.viod(v).is_some_and(|v| v.members.iter().any(|m| m.addr == from))
+                        }))
+            }) else {
+                continue;
+            };
+            learn_instance(table, &from, msg.instance);
+            if let Body::Ack(a) = &msg.body {
+                if a.status == Status::Stale {
+                    // Not applied: send it again to the instance now known.
+                    let o = self.out.get_mut(i).ok_or(EINVAL)?;
+                    o.stale += 1;
+                    if o.stale > MAX_STALE {
+                        o.iod.errors.add(1u64, Relaxed);
+                        return Err(EAGAIN);
+                    }
+                    self.restamp(i)?;
+                    self.send(i);
+                    continue;
+                }
+            }
+            let Some(o) = self.out.get_mut(i) else {
                 continue;
             };
             o.done = true;
@@ -223,19 +352,6 @@ fn ack(op: MsgType, body: &Body<'_>) -> Result {
         Body::Ack(a) if a.op == op => Err(status_error(a.status)),
         _ => Err(EIO),
     }
-}
-
-/// The members of `viod` a write goes to: the first one, which gets the
-/// message, and the rest of the chain, in order.
-fn replica_chain(viod: &Viod) -> Result<(&Arc<Iod>, KVec<SocketAddr>)> {
-    let mut writers = viod.writers();
-    // No member takes writes: the client retries until one does.
-    let head = writers.next().ok_or(EAGAIN)?;
-    let mut chain = KVec::new();
-    for m in writers {
-        chain.push(m.addr, GFP_KERNEL)?;
-    }
-    Ok((head, chain))
 }
 
 /// A file's data on the iods.
@@ -280,9 +396,7 @@ impl FileIo<'_> {
                     reply: ReplySpec::Relay { origin },
                     gathered: &[],
                 });
-                ex.add(iod, dest, len as usize, 0, |id, b| {
-                    Message::new(id, body).encode(b).map_err(|_| EINVAL)
-                })?;
+                ex.add(iod, None, dest, len as usize, 0, body)?;
                 dest += len as usize;
                 done += len;
             }
@@ -294,8 +408,53 @@ impl FileIo<'_> {
                 Ok(())
             }
             Body::ReadReply(r) => Err(status_error(r.status)),
+            Body::Ack(a) => Err(status_error(a.status)),
             _ => Err(EIO),
         })
+    }
+
+    /// Learns the instance of every iod of `iods` not known yet (PING;
+    /// once per iod and module load or iod restart).
+    fn learn_instances(&self, iods: &[&Arc<Iod>]) -> Result {
+        let Some(first) = iods.iter().find(|i| i.instance.load(Relaxed) == 0) else {
+            return Ok(());
+        };
+        let mut ex = Exchange::new(self.table, &first.addr)?;
+        for (k, iod) in iods.iter().enumerate() {
+            let seen_before = iods.iter().take(k).any(|o| o.addr == iod.addr);
+            if iod.instance.load(Relaxed) == 0 && !seen_before {
+                ex.add(iod, None, 0, 0, 0, Body::Ping)?;
+            }
+        }
+        ex.run(|_, body| match body {
+            Body::Pong(_) => Ok(()),
+            _ => Err(EIO),
+        })
+    }
+
+    /// Picks up what iods told the origin of earlier direct reads: a
+    /// stale-instance refusal teaches the new instance (the client's
+    /// retransmission then succeeds).
+    fn drain_notices(&self, keys: &Keys) -> Result {
+        let anchor = self.table.anchor.as_ref().ok_or(EAGAIN)?;
+        let mut buf = [0u8; 256];
+        for _ in 0..MAX_NOTICES {
+            let Ok((n, from)) = anchor.notices.recv_from(&mut buf, true) else {
+                break;
+            };
+            let Some(datagram) = buf.get(..n) else { break };
+            if let Ok(msg) = wire::open(keys, datagram) {
+                learn_instance(self.table, &from, msg.instance);
+                if let Body::Ack(a) = msg.body {
+                    if let Some(iod) = self.table.iod(&from) {
+                        if a.status != Status::Stale {
+                            iod.errors.add(1u64, Relaxed);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Has the iods answer a UDP READ of `count` bytes at `pos` themselves:
@@ -305,38 +464,48 @@ impl FileIo<'_> {
         if count > wire::MAX_DATA_PER_MSG {
             return Err(EINVAL);
         }
-        let mut first: Option<(Arc<Iod>, u64, u32)> = None;
-        let mut hops: KVec<Hop> = KVec::new();
+        let keys = self.table.keys.ok_or(EAGAIN)?;
+        let anchor = self.table.anchor.as_ref().ok_or(EAGAIN)?;
+        self.drain_notices(&keys)?;
+        let mut iods: KVec<(Arc<Iod>, u64, u32)> = KVec::new();
         for piece in self.layout.pieces(pos, count as u64).map_err(|_| EINVAL)? {
             let iod = self.viod(piece.viod)?.reader().ok_or(EAGAIN)?;
-            if first.is_none() {
-                first = Some((iod.clone(), piece.local_offset, piece.len as u32));
-            } else {
-                hops.push(
-                    Hop {
-                        addr: iod.addr,
-                        local_offset: piece.local_offset,
-                        len: piece.len as u32,
-                    },
-                    GFP_KERNEL,
-                )?;
-            }
+            iods.push((iod.clone(), piece.local_offset, piece.len as u32), GFP_KERNEL)?;
         }
         // A read at or past the end: no data, only the header.
-        let (iod, local_offset, len) = match first {
-            Some(f) => f,
-            None => {
-                let viod = self.viod(self.layout.first_viod)?;
-                (viod.reader().ok_or(EAGAIN)?.clone(), 0, 0)
-            }
-        };
-        let ex = Exchange::new(self.table, &iod.addr)?;
+        if iods.is_empty() {
+            let viod = self.viod(self.layout.first_viod)?;
+            iods.push((viod.reader().ok_or(EAGAIN)?.clone(), 0, 0), GFP_KERNEL)?;
+        }
+        let mut refs: KVec<&Arc<Iod>> = KVec::new();
+        for (iod, _, _) in iods.iter() {
+            refs.push(iod, GFP_KERNEL)?;
+        }
+        self.learn_instances(&refs)?;
+        let mut hops: KVec<Hop> = KVec::new();
+        for (iod, local_offset, len) in iods.iter().skip(1) {
+            hops.push(
+                Hop {
+                    addr: iod.addr,
+                    local_offset: *local_offset,
+                    len: *len,
+                    instance: iod.instance.load(Relaxed),
+                },
+                GFP_KERNEL,
+            )?;
+        }
+        let (iod, local_offset, len) = iods.first().ok_or(EINVAL)?;
+        if !iod.addr.is_ipv4() {
+            // The notice socket is IPv4.
+            return Err(EAFNOSUPPORT);
+        }
         let body = Body::Read(wire::Read {
             key: self.key,
-            local_offset,
-            len,
+            local_offset: *local_offset,
+            len: *len,
             routes: List::Items(&hops),
             reply: ReplySpec::Direct {
+                origin: SocketAddr::new(iod.origin_ip, anchor.notices_port),
                 client: reply.client,
                 source: reply.server,
                 header: reply.header,
@@ -344,13 +513,13 @@ impl FileIo<'_> {
             },
             gathered: &[],
         });
-        let mut datagram = KVVec::from_elem(0u8, wire::MAX_DATAGRAM, GFP_KERNEL)?;
-        let n = Message::new(next_request_id(), body)
-            .encode(&mut datagram)
+        let mut datagram = KVVec::from_elem(0u8, 4096, GFP_KERNEL)?;
+        let n = Message::new(next_request_id(), iod.instance.load(Relaxed), body)
+            .seal(&keys, &mut datagram)
             .map_err(|_| EINVAL)?;
         let datagram = datagram.get(..n).ok_or(EINVAL)?;
         // Fire and forget: a lost reply is retransmitted by the client.
-        ex.socket.send_to(datagram, &iod.addr)?;
+        anchor.notices.send_to(datagram, &iod.addr)?;
         iod.record(count, None);
         Ok(())
     }
@@ -361,7 +530,8 @@ impl FileIo<'_> {
         let mut ex = Exchange::new(self.table, &self.any_iod()?)?;
         let mut at = 0usize;
         for piece in self.layout.pieces(pos, data.len() as u64).map_err(|_| EINVAL)? {
-            let (head, chain) = replica_chain(self.viod(piece.viod)?)?;
+            let viod = self.viod(piece.viod)?;
+            let (head, chain) = chain_members(viod)?;
             let origin = ex.origin(head);
             let mut done = 0u64;
             while done < piece.len {
@@ -376,9 +546,7 @@ impl FileIo<'_> {
                     },
                     data: chunk,
                 });
-                ex.add(head, at, len, len, |id, b| {
-                    Message::new(id, body).encode(b).map_err(|_| EINVAL)
-                })?;
+                ex.add(head, Some(viod.id), at, len, len, body)?;
                 at += len;
                 done += len as u64;
             }
@@ -395,7 +563,8 @@ impl FileIo<'_> {
     ) -> Result {
         let mut ex = Exchange::new(self.table, &self.any_iod()?)?;
         for v in 0..self.layout.width {
-            let (head, chain) = replica_chain(self.viod(v)?)?;
+            let viod = self.viod(v)?;
+            let (head, chain) = chain_members(viod)?;
             let origin = ex.origin(head);
             let body = build(
                 v,
@@ -404,9 +573,7 @@ impl FileIo<'_> {
                     members: List::Items(&chain),
                 },
             )?;
-            ex.add(head, 0, 0, 0, |id, b| {
-                Message::new(id, body).encode(b).map_err(|_| EINVAL)
-            })?;
+            ex.add(head, Some(viod.id), 0, 0, 0, body)?;
         }
         ex.run(|_, body| ack(op, body))
     }

@@ -262,7 +262,14 @@ impl ffi::Hooks for Nfsp {
 fn stats(st: &State, out: &mut AnswerBuf<'_>) {
     let c = &st.counters;
     let (pending, pending_bytes) = st.queue.pending();
-    let lines: [(&str, u64); 10] = [
+    // Key ids (never the keys): which key signs, which one is accepted too.
+    let keys = st.table().keys;
+    let sign_id = keys.and_then(|k| k.signing().map(|k| k.id()));
+    let accept_id = keys.and_then(|k| k.accepted().map(|k| k.id()));
+    let lines: [(&str, u64); 13] = [
+        ("keys_loaded", u64::from(keys.is_some())),
+        ("key_sign_id", u64::from(sign_id.unwrap_or(0))),
+        ("key_accept_id", u64::from(accept_id.unwrap_or(0))),
         ("creates", c.creates.load(Relaxed)),
         ("reads_relay", c.reads_relay.load(Relaxed)),
         ("reads_direct", c.reads_direct.load(Relaxed)),

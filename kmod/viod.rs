@@ -22,7 +22,10 @@ use kernel::{
 };
 
 use crate::ffi::{NetRef, UdpSocket};
-use crate::proto::control::{Answer, Command, IodState, ListLine, Members};
+use crate::proto::{
+    auth::Keys,
+    control::{Answer, Command, IodState, ListLine, Members},
+};
 
 /// One iod: where it is, its state and its counters.
 pub(crate) struct Iod {
@@ -34,6 +37,9 @@ pub(crate) struct Iod {
     pub(crate) bytes: Atomic<u64>,
     pub(crate) errors: Atomic<u64>,
     pub(crate) timeouts: Atomic<u64>,
+    /// The iod's instance, learned from its authenticated answers (0:
+    /// not known yet); requests must name it.
+    pub(crate) instance: Atomic<u64>,
     /// Exponentially weighted mean latency (microseconds).
     latency_us: Atomic<u64>,
 }
@@ -131,6 +137,11 @@ impl Viod {
 pub(crate) struct Anchor {
     _socket: UdpSocket,
     pub(crate) net: NetRef,
+    /// The origin of direct reads (which nobody waits for): iods send
+    /// their failures and stale-instance refusals here, and the next
+    /// direct read picks them up. Also sends the direct reads.
+    pub(crate) notices: UdpSocket,
+    pub(crate) notices_port: u16,
 }
 
 /// One version of the table.
@@ -140,6 +151,9 @@ pub(crate) struct Table {
     pub(crate) anchor: Option<Arc<Anchor>>,
     /// How long to wait for an iod's answer before retrying.
     pub(crate) timeout_ms: u32,
+    /// The cluster keys; `None` until loaded (`keys` command): no iod
+    /// I/O happens before, nfsd answers NFS3ERR_JUKEBOX.
+    pub(crate) keys: Option<Keys>,
 }
 
 /// Default wait for an iod's answer.
@@ -152,9 +166,23 @@ impl Table {
                 viods: KVec::new(),
                 anchor: None,
                 timeout_ms: DEFAULT_TIMEOUT_MS,
+                keys: None,
             },
             GFP_KERNEL,
         )?)
+    }
+
+    /// The member at `addr`, in any viod.
+    pub(crate) fn iod(&self, addr: &SocketAddr) -> Option<&Arc<Iod>> {
+        self.viods
+            .iter()
+            .flat_map(|v| v.members.iter())
+            .find(|m| m.addr == *addr)
+    }
+
+    /// The instance of the iod at `addr` as known (0: unknown).
+    pub(crate) fn instance_of(&self, addr: &SocketAddr) -> u64 {
+        self.iod(addr).map_or(0, |m| m.instance.load(Relaxed))
     }
 
     pub(crate) fn viod(&self, id: u32) -> Option<&Viod> {
@@ -196,6 +224,7 @@ impl Table {
             viods,
             anchor: self.anchor.clone(),
             timeout_ms: self.timeout_ms,
+            keys: self.keys,
         })
     }
 }
@@ -264,6 +293,7 @@ fn new_iod(net: &NetRef, addr: SocketAddr) -> Result<Arc<Iod>> {
             bytes: Atomic::new(0),
             errors: Atomic::new(0),
             timeouts: Atomic::new(0),
+            instance: Atomic::new(0),
             latency_us: Atomic::new(0),
         },
         GFP_KERNEL,
@@ -311,11 +341,15 @@ pub(crate) fn apply(
         let probe = SocketAddr::new(IpAddr::V4(core::net::Ipv4Addr::LOCALHOST), 0);
         let socket = UdpSocket::new(&net, &probe).map_err(|_| oom(ENOMEM))?;
         let pinned = socket.pin_net();
+        let notices = UdpSocket::new(&pinned, &probe).map_err(|_| oom(ENOMEM))?;
+        let notices_port = notices.local_port(&probe)?;
         t.anchor = Some(
             Arc::new(
                 Anchor {
                     _socket: socket,
                     net: pinned,
+                    notices,
+                    notices_port,
                 },
                 GFP_KERNEL,
             )
@@ -383,6 +417,7 @@ pub(crate) fn apply(
             }
         }
         Command::Timeout { ms } => t.timeout_ms = ms,
+        Command::Keys(keys) => t.keys = Some(keys),
         Command::List | Command::Stats => {}
     }
     Ok(t)

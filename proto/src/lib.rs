@@ -122,6 +122,8 @@ pub mod control;
 pub mod crc32c;
 pub mod error;
 pub mod filekey;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod journal;
 pub mod metafile;
 pub mod nfs3;

@@ -1,15 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Property tests: stripe tiling, decoders never panic, encode∘decode = id.
+//! Property tests: stripe tiling, decoders never panic, encode∘decode = id,
+//! sealed datagrams do not open once changed.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
-use nfsp_proto::control::{Answer, Command, IodState, ListLine, Members};
+use nfsp_proto::auth::{self, keyfile, Key, Keys};
+use nfsp_proto::codec::Reader;
+use nfsp_proto::control::{self, Answer, Command, IodState, ListLine, Members};
 use nfsp_proto::filekey::FileKey;
+use nfsp_proto::journal::{Entries, Entry};
 use nfsp_proto::metafile::MetaHeader;
 use nfsp_proto::nfs3::{Fattr3, NfsTime3, ReadCall, ReadReplyPrefix};
 use nfsp_proto::stripe::StripeLayout;
 use nfsp_proto::unlink::{UnlinkAck, UnlinkRecord};
-use nfsp_proto::wire::{self, Body, Chain, Hop, List, Message, ReplySpec};
+use nfsp_proto::wire::{self, Body, Chain, Hop, List, Message, MsgType, ReplySpec, Status};
 use proptest::prelude::*;
 
 fn addr() -> impl Strategy<Value = SocketAddr> {
@@ -23,6 +27,120 @@ fn addr() -> impl Strategy<Value = SocketAddr> {
 
 fn key() -> impl Strategy<Value = FileKey> {
     (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(e, i, s)| FileKey::new(e, i, s))
+}
+
+fn test_keys() -> Keys {
+    let sign = Key::new(0x0000_0007, [0x42; 32]).unwrap();
+    let accept = Key::new(0x0000_0008, [0x24; 32]).unwrap();
+    Keys::new(sign, Some(accept)).unwrap()
+}
+
+/// Every public decoder and parser of bytes.
+fn decode_bytes(data: &[u8]) {
+    let keys = test_keys();
+    let _ = MetaHeader::decode(data);
+    let _ = Message::decode(data);
+    for ks in [keys, Keys::insecure()] {
+        let _ = wire::open(&ks, data);
+        let _ = wire::verify(&ks, data);
+        let mut buf = vec![0u8; data.len()];
+        let to = SocketAddr::from(([192, 0, 2, 1], 7000));
+        let _ = wire::restamp(
+            &ks,
+            data,
+            wire::RequestId { epoch: 1, seq: 2 },
+            &to,
+            &|a| a.port() as u64,
+            &mut buf,
+        );
+    }
+    let _ = wire::get_addr(&mut Reader::new(data));
+    if let Some(&b) = data.first() {
+        let _ = MsgType::from_u8(b);
+        let _ = Status::from_u8(b);
+    }
+    let _ = UnlinkRecord::decode(data);
+    let _ = UnlinkAck::decode(data);
+    let _ = Entry::decode(data);
+    for (_, e) in Entries::new(data) {
+        let _ = e;
+    }
+    let _ = ReadReplyPrefix::decode(data, true);
+    let _ = ReadReplyPrefix::decode(data, false);
+    let _ = ReadCall::decode(data);
+    let _ = FileKey::from_bytes(data);
+    if let Ok(s) = std::str::from_utf8(data) {
+        decode_text(s);
+    }
+}
+
+/// Every public text parser.
+fn decode_text(s: &str) {
+    let _ = Command::parse(s);
+    let _ = Answer::parse(s);
+    let _ = control::parse_addr(s);
+    let _ = IodState::parse(s);
+    let _ = FileKey::parse_file_name(s);
+    let _ = FileKey::parse_local_path(s);
+    let _ = keyfile::parse(s);
+    let _ = auth::parse_key_id(s);
+    let _ = auth::parse_hex::<4>(s);
+    let _ = auth::parse_hex::<32>(s);
+    let _ = auth::parse_key_words(&mut s.split_ascii_whitespace());
+}
+
+/// Lines made of the grammars' own words, so that the parsers get past
+/// their first word.
+fn grammar_text() -> impl Strategy<Value = String> {
+    let word = prop_oneof![
+        proptest::sample::select(vec![
+            "sign",
+            "accept",
+            "keys",
+            "insecure",
+            "#",
+            "add-viod",
+            "del-viod",
+            "add-iod",
+            "del-iod",
+            "set-state",
+            "list",
+            "stats",
+            "timeout",
+            "up",
+            "down",
+            "resync",
+            "ok",
+            "error",
+            "EINVAL",
+            "viod",
+            "iod",
+            "stat",
+            "requests=1",
+            "bytes=2",
+            "errors=3",
+            "timeouts=4",
+            "latency_us=5",
+            "192.0.2.1:7000",
+            "[2001:db8::1]:7000",
+            "[fe80::1%2]:7000",
+            "00000001",
+            "7e570001",
+            "1",
+            "4294967296",
+            "\n",
+            "\r\n",
+            "\t",
+        ])
+        .prop_map(String::from),
+        "[0-9a-fA-F]{1,70}",
+        "\\PC{0,12}",
+    ];
+    proptest::collection::vec(
+        (word, prop_oneof![Just(" "), Just("\n"), Just("  ")]),
+        0..14,
+    )
+    .prop_map(|ws| ws.into_iter().map(|(w, sep)| w + sep).collect())
 }
 
 fn layout() -> impl Strategy<Value = StripeLayout> {
@@ -91,18 +209,32 @@ proptest! {
 
     #[test]
     fn decoders_never_panic(data in proptest::collection::vec(any::<u8>(), 0..2048)) {
-        let _ = MetaHeader::decode(&data);
-        let _ = Message::decode(&data);
-        let _ = UnlinkRecord::decode(&data);
-        let _ = UnlinkAck::decode(&data);
-        let _ = ReadReplyPrefix::decode(&data, true);
-        let _ = ReadCall::decode(&data);
-        if let Ok(s) = std::str::from_utf8(&data) {
-            let _ = Command::parse(s);
-            let _ = Answer::parse(s);
-            let _ = FileKey::parse_file_name(s);
-            let _ = FileKey::parse_local_path(s);
+        decode_bytes(&data);
+    }
+
+    #[test]
+    fn text_parsers_never_panic(s in grammar_text()) {
+        decode_text(&s);
+        decode_bytes(s.as_bytes());
+    }
+
+    #[test]
+    fn sealed_mutations_never_open(k in key(), a in addr(), flips in proptest::collection::vec((any::<usize>(), 1u8..), 1..4)) {
+        // Whatever an attacker changes in a sealed datagram, it no longer opens.
+        let keys = test_keys();
+        let members = [wire::ChainMember { addr: a, instance: 9 }];
+        let m = Message::new(wire::RequestId { epoch: 3, seq: 4 }, 5, Body::Write(wire::Write { key: k, local_offset: 0, chain: Chain { origin: a, members: List::Items(&members) }, data: b"data" }));
+        let mut b = vec![0u8; 1024];
+        let n = m.seal(&keys, &mut b).unwrap();
+        b.truncate(n);
+        prop_assert_eq!(wire::open(&keys, &b), Ok(Message { key_id: 7, auth_tag: b[wire::AUTH_TAG_OFFSET..][..16].try_into().unwrap(), ..m }));
+        let orig = b.clone();
+        for (i, v) in flips { b[i % n] ^= v; }
+        if b != orig {
+            prop_assert!(wire::open(&keys, &b).is_err());
+            prop_assert!(wire::verify(&keys, &b).is_err());
         }
+        prop_assert!(wire::open(&Keys::insecure(), &orig).is_err());
     }
 
     #[test]

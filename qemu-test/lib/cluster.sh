@@ -96,15 +96,33 @@ mount_exports() {
 	nfs_mount "$1" vers=4.2 /plain /mnt/plain-v4
 }
 
+# The cluster key every party reads (/etc/nfsp/cluster.key, the default of
+# every tool): made once per boot, like an admin's 'iodctl genkey'.
+nfsp_key() {
+	[ -s /etc/nfsp/cluster.key ] && return 0
+	mkdir -p /etc/nfsp
+	"${top:?}/target/release/iodctl" genkey > /dev/null
+}
+
+# The iods' address rules: the meta-server's NFS address is the only
+# direct-reply source, the cluster's iods the only hops and chain members.
+nfsp_iod_rules() {
+	local i
+	echo --meta "$(host_addr meta):2049"
+	for ((i = 1; i <= IODS; i++)); do echo --peer "$(host_addr "iod$i"):7000"; done
+}
+
 # nfsp_iod_start N: start iodN's daemon in the background on /srv/iodN (log
 # /tmp/iodN.log, pid /run/nfsp/iodN.pid) and wait until it listens.
 nfsp_iod_start() {
 	local n=$1 addr log=/tmp/iod$1.log pid i
 	addr=$(host_addr "iod$n")
 	mkdir -p "/srv/iod$n" /run/nfsp
+	nfsp_key || return 1
 	: > "$log"
+	# shellcheck disable=SC2046 # one word per flag and value
 	on "iod$n" "${top:?}/target/release/iod" --listen "$addr:7000" --data "/srv/iod$n" \
-		>> "$log" 2>&1 < /dev/null &
+		$(nfsp_iod_rules) >> "$log" 2>&1 < /dev/null &
 	pid=$!
 	echo "$pid" > "/run/nfsp/iod$n.pid"
 	for ((i = 0; i < 100; i++)); do
@@ -155,6 +173,8 @@ nfsp_up() {
 	for ((n = 1; n <= IODS; n++)); do
 		nfsp_iod_start "$n" || return 1
 	done
+	on meta "$top/target/release/iodctl" load-key ||
+		{ echo "cluster: iodctl load-key failed" >&2; return 1; }
 	for ((n = 1; n <= IODS; n++)); do
 		on meta "$top/target/release/iodctl" add-viod $((n - 1)) "$(host_addr "iod$n"):7000" ||
 			{ echo "cluster: iodctl add-viod $((n - 1)) failed" >&2; return 1; }

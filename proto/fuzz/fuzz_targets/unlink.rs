@@ -1,17 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
+//! The checks live in `nfsp_proto::fuzzing::unlink` (shared with the seed replay test).
 #![no_main]
-use libfuzzer_sys::fuzz_target;
-use nfsp_proto::unlink::{UnlinkAck, UnlinkRecord, RECORD_LEN};
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(r) = UnlinkRecord::decode(data) {
-        let mut b = [0u8; RECORD_LEN];
-        r.encode(&mut b).expect("re-encodes");
-        assert_eq!(&b[..], data);
-    }
-    if let Ok(a) = UnlinkAck::decode(data) {
-        let mut b = [0u8; 24];
-        a.encode(&mut b).expect("re-encodes");
-        assert_eq!(&b[..], data);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| nfsp_proto::fuzzing::unlink(data));

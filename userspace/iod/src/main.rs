@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 //! `iod`: the nfsp storage daemon.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -9,11 +9,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use iod::policy::NFS_PORT;
+use iod::server::DEFAULT_MAX_FILE_SIZE;
 use iod::stats::Stats;
 use iod::{Config, Server};
-use log::info;
+use log::{error, info, warn};
+use nfsp_proto::auth::Keys;
 
 /// nfsp storage daemon: serves file data to the meta-server over UDP.
+///
+/// Every datagram must carry a valid tag made with the cluster key
+/// (--key-file); the iod does not start without one unless --insecure.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
@@ -32,6 +38,36 @@ struct Args {
     /// Print the statistics as JSON on stdout on exit and on SIGUSR1.
     #[arg(long)]
     stats_json: bool,
+    /// The cluster key file (sign + optional accept key); SIGHUP re-reads it.
+    #[arg(long, value_name = "PATH", default_value = nfsp_keys::DEFAULT_KEY_FILE)]
+    key_file: PathBuf,
+    /// INSECURE: run without the key file, accepting unsigned datagrams
+    /// from anyone who can reach the port (tests only).
+    #[arg(long, conflicts_with = "key_file")]
+    insecure: bool,
+    /// A meta-server NFS address (port 2049 if omitted): the only source a
+    /// direct reply may carry. Repeatable.
+    #[arg(long = "meta", value_name = "IP[:PORT]", value_parser = parse_meta)]
+    meta: Vec<SocketAddr>,
+    /// An iod of the cluster (this one may be listed too): the only READ
+    /// hops and chain members allowed. Repeatable.
+    #[arg(long = "peer", value_name = "IP:PORT")]
+    peers: Vec<SocketAddr>,
+    /// Largest local file length a WRITE or TRUNCATE may produce (bytes).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_FILE_SIZE)]
+    max_file_size: u64,
+}
+
+/// `IP`, `IP:PORT` or `[IPv6]:PORT`.
+fn parse_meta(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    s.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, NFS_PORT))
+        .map_err(|_| format!("{s:?} is not IP, IP:PORT or [IPv6]:PORT"))
 }
 
 /// Print a line on stdout, ignoring errors (a closed pipe must not kill us).
@@ -44,18 +80,50 @@ fn out(args: std::fmt::Arguments<'_>) {
         .and_then(|_| o.flush());
 }
 
+fn describe(keys: &Keys) -> String {
+    match (keys.signing(), keys.accepted()) {
+        (Some(s), Some(a)) => format!("signing with key {:08x}, also accepting {:08x}", s.id(), a.id()),
+        (Some(s), None) => format!("signing with key {:08x}", s.id()),
+        _ => "no key".into(),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
+    let keys = if args.insecure {
+        warn!(
+            "INSECURE MODE (--insecure): datagrams are not authenticated; anyone who can \
+             reach {} can read, write and delete data. Never use this outside tests.",
+            args.listen
+        );
+        Keys::insecure()
+    } else {
+        nfsp_keys::load(&args.key_file).with_context(|| {
+            format!(
+                "cannot load the cluster key file {} (iodctl genkey makes one; \
+                 --insecure runs without, for tests only)",
+                args.key_file.display()
+            )
+        })?
+    };
     let workers = args.workers.unwrap_or_else(Config::default_workers).max(1);
     let cfg = Config {
         listen: args.listen,
         data_dir: args.data.clone(),
         workers,
         max_inflight: args.max_inflight.unwrap_or(workers),
+        keys,
+        meta: args.meta.clone(),
+        peers: args.peers.clone(),
+        max_file_size: args.max_file_size,
     };
+    if args.meta.is_empty() {
+        warn!("no --meta address: direct READs will be refused");
+    }
     let server = Server::bind(cfg).context("starting iod")?;
     let addr = server.local_addr().context("local address")?;
+    let instance = server.instance();
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).context("signal handler")?;
@@ -63,17 +131,36 @@ fn main() -> anyhow::Result<()> {
     let usr1 = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&usr1))
         .context("signal handler")?;
-    let handle = server.start(Arc::clone(&stop))?;
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
+        .context("signal handler")?;
+    let handle = server.start(Arc::clone(&stop)).context("starting iod")?;
     // The line tests and scripts wait for.
     out(format_args!("iod listening on {addr}"));
     info!(
-        "iod listening on {addr}, data {}, {workers} workers, buffer memory {} KiB",
+        "iod listening on {addr}, data {}, {workers} workers, buffer memory {} KiB, \
+         instance {instance:016x}, {}, meta {:?}, peers {:?}, max file size {}",
         args.data.display(),
-        workers * 2 * iod::server::BUF_LEN / 1024
+        workers * 2 * iod::server::BUF_LEN / 1024,
+        describe(&handle.keys()),
+        args.meta,
+        args.peers,
+        args.max_file_size,
     );
     let stats = Arc::clone(&handle.stats);
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
+        if hup.swap(false, Ordering::Relaxed) {
+            handle.refresh_addresses();
+            if args.insecure {
+                warn!("SIGHUP: insecure mode, no key file to reload");
+            } else {
+                match handle.reload_keys(&args.key_file) {
+                    Ok(k) => info!("SIGHUP: key file reloaded: {}", describe(&k)),
+                    Err(e) => error!("SIGHUP: key file reload failed, keeping the old keys: {e}"),
+                }
+            }
+        }
         if usr1.swap(false, Ordering::Relaxed) {
             let s = Stats::to_json(&stats.snapshot());
             info!("stats {s}");

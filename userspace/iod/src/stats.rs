@@ -24,6 +24,12 @@ pub struct Stats {
     pub drops: AtomicU64,
     /// Requests being served now.
     pub in_flight: AtomicU64,
+    /// Datagrams dropped for a missing, unknown or wrong tag.
+    pub bad_auth: AtomicU64,
+    /// Authenticated requests dropped as replays or duplicates.
+    pub replays: AtomicU64,
+    /// Requests refused by the address rules or answered Stale.
+    pub refused: AtomicU64,
 }
 
 impl Default for Stats {
@@ -37,6 +43,9 @@ impl Default for Stats {
             malformed: AtomicU64::new(0),
             drops: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            bad_auth: AtomicU64::new(0),
+            replays: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
         }
     }
 }
@@ -58,6 +67,9 @@ impl Stats {
             malformed: self.malformed.load(Relaxed),
             drops: self.drops.load(Relaxed),
             in_flight: self.in_flight.load(Relaxed),
+            bad_auth: self.bad_auth.load(Relaxed),
+            replays: self.replays.load(Relaxed),
+            refused: self.refused.load(Relaxed),
         }
     }
 
@@ -72,6 +84,9 @@ impl Stats {
             "malformed": s.malformed,
             "drops": s.drops,
             "in_flight": s.in_flight,
+            "bad_auth": s.bad_auth,
+            "replays": s.replays,
+            "refused": s.refused,
         })
     }
 }

@@ -3,23 +3,32 @@
 //! IP_TRANSPARENT + IP_FREEBIND, so direct-mode replies leave with the
 //! meta-server's address and port as source and are still fragmented by
 //! the kernel like any UDP datagram. Needs CAP_NET_ADMIN (or CAP_NET_RAW).
+//!
+//! No SO_REUSEADDR / SO_REUSEPORT: with them another local socket could
+//! bind the same foreign address and port (and, with REUSEPORT, share the
+//! datagrams sent to it). The socket is only ever sent on.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
+
+use nix::sys::socket::{
+    bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
+    SockaddrIn6,
+};
 
 /// Most cached sockets (one per meta-server address in practice).
 const CACHE_MAX: usize = 64;
 
-/// Set an integer socket option.
-pub(crate) fn setopt_int(fd: i32, level: i32, name: i32, value: libc::c_int) -> io::Result<()> {
-    // SAFETY: fd is a valid socket we own; the option value is a c_int
-    // living across the call, and we pass its exact size.
+/// Set an integer socket option nix has no wrapper for.
+pub(crate) fn setopt_int(fd: &impl AsFd, level: i32, name: i32, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: fd is a valid socket borrowed for the call; the option value
+    // is a c_int living across the call, and we pass its exact size.
     let r = unsafe {
         libc::setsockopt(
-            fd,
+            fd.as_fd().as_raw_fd(),
             level,
             name,
             &value as *const libc::c_int as *const libc::c_void,
@@ -33,84 +42,29 @@ pub(crate) fn setopt_int(fd: i32, level: i32, name: i32, value: libc::c_int) -> 
     }
 }
 
-fn setopt(fd: i32, level: i32, name: i32) -> io::Result<()> {
-    setopt_int(fd, level, name, 1)
-}
-
 /// Create a UDP socket bound to `source` even though `source` is not a
 /// local address.
 pub fn bind_transparent(source: SocketAddr) -> io::Result<UdpSocket> {
-    let domain = if source.is_ipv4() {
-        libc::AF_INET
+    let family = if source.is_ipv4() {
+        AddressFamily::Inet
     } else {
-        libc::AF_INET6
+        AddressFamily::Inet6
     };
-    // SAFETY: plain socket(2) call; the result is checked.
-    let fd = unsafe { libc::socket(domain, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh socket we own; UdpSocket takes ownership and
-    // closes it on drop (also on the error paths below).
-    let sock = unsafe { UdpSocket::from_raw_fd(fd) };
-    setopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR)?;
-    setopt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT)?;
-    if source.is_ipv4() {
-        setopt(fd, libc::SOL_IP, libc::IP_TRANSPARENT)?;
-        setopt(fd, libc::SOL_IP, libc::IP_FREEBIND)?;
-    } else {
-        setopt(fd, libc::SOL_IPV6, libc::IPV6_TRANSPARENT)?;
-        setopt(fd, libc::SOL_IPV6, libc::IPV6_FREEBIND)?;
-    }
-    bind(fd, source)?;
-    Ok(sock)
-}
-
-fn bind(fd: i32, a: SocketAddr) -> io::Result<()> {
-    let r = match a {
+    let fd: OwnedFd = socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
+    match source {
         SocketAddr::V4(v4) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: v4.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sin is a valid sockaddr_in and we pass its size.
-            unsafe {
-                libc::bind(
-                    fd,
-                    &sin as *const libc::sockaddr_in as *const libc::sockaddr,
-                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                )
-            }
+            setsockopt(&fd, sockopt::IpTransparent, &true)?;
+            setsockopt(&fd, sockopt::IpFreebind, &true)?;
+            bind(fd.as_raw_fd(), &SockaddrIn::from(v4))?;
         }
         SocketAddr::V6(v6) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: v6.port().to_be(),
-                sin6_flowinfo: v6.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: v6.ip().octets(),
-                },
-                sin6_scope_id: v6.scope_id(),
-            };
-            // SAFETY: sin6 is a valid sockaddr_in6 and we pass its size.
-            unsafe {
-                libc::bind(
-                    fd,
-                    &sin6 as *const libc::sockaddr_in6 as *const libc::sockaddr,
-                    std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-                )
-            }
+            // nix has no IPv6 variants of these two.
+            setopt_int(&fd, libc::SOL_IPV6, libc::IPV6_TRANSPARENT, 1)?;
+            setopt_int(&fd, libc::SOL_IPV6, libc::IPV6_FREEBIND, 1)?;
+            bind(fd.as_raw_fd(), &SockaddrIn6::from(v6))?;
         }
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
+    Ok(UdpSocket::from(fd))
 }
 
 /// Small cache of transparent sockets keyed by source address.
@@ -132,5 +86,32 @@ impl TransparentCache {
         let s = Arc::new(bind_transparent(source)?);
         m.insert(source, Arc::clone(&s));
         Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::socket::getsockopt;
+
+    /// The transparent socket has no address-sharing options (needs
+    /// CAP_NET_ADMIN: skipped without it).
+    #[test]
+    fn no_reuse_options() {
+        let src: SocketAddr = "192.0.2.1:2049".parse().unwrap();
+        let s = match bind_transparent(src) {
+            Ok(s) => s,
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                eprintln!("SKIPPED: no CAP_NET_ADMIN for IP_TRANSPARENT");
+                return;
+            }
+            Err(e) => panic!("bind_transparent: {e}"),
+        };
+        assert_eq!(s.local_addr().unwrap(), src);
+        assert!(getsockopt(&s, sockopt::IpTransparent).unwrap());
+        assert!(!getsockopt(&s, sockopt::ReuseAddr).unwrap());
+        assert!(!getsockopt(&s, sockopt::ReusePort).unwrap());
+        // a second bind of the same foreign address fails (no sharing)
+        assert!(bind_transparent(src).is_err());
     }
 }

@@ -4,9 +4,13 @@
 //! byte-exact, a 32 KiB reply arrives whole (fragmented + reassembled), and
 //! tshark decodes it as an NFS V3 READ reply with the right xid/count/eof (fields rpc.xid, nfs.count3, nfs.read.eof).
 //!
-//! Layout: ns I (iod, 10.251.0.2) <-veth-> ns C (client, 10.251.0.3).
+//! Layout: ns I (two iods, 10.251.0.2:7000 and :7001, peers of each other,
+//! `--meta 10.251.0.1`) <-veth-> ns C (client, 10.251.0.3).
 //! 10.251.0.1 (meta-server) exists nowhere: the client has a static
-//! neighbour entry for it pointing at the iod side's MAC.
+//! neighbour entry for it pointing at the iod side's MAC. Requests are
+//! signed with the test key; the iods' instances are learnt with a PING.
+//! Only iod A sends direct replies: its transparent socket holds
+//! 10.251.0.1:2049 (no SO_REUSEADDR, so one per network namespace).
 //!
 //! Needs root, iproute2 and tshark; otherwise SKIPPED (FAILED when
 //! NFSP_REQUIRE_ROOT_TESTS=1).
@@ -19,13 +23,14 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::meta::Rng;
+use common::meta::{test_keys, Rng};
 use nfsp_proto::nfs3::{xdr_pad_len, Fattr3, NfsTime3, ReadReplyPrefix};
-use nfsp_proto::wire::{self, Body, Hop, List, Message, ReplySpec};
+use nfsp_proto::wire::{self, Body, Hop, List, Message, ReplySpec, RequestId};
 use nfsp_proto::FileKey;
 
 const META: &str = "10.251.0.1:2049";
 const IOD_IP: &str = "10.251.0.2";
+const EPOCH: u64 = 0x7e57_d1ec_0000_0001;
 const CLIENT_IP: &str = "10.251.0.3";
 
 fn have(cmd: &str) -> bool {
@@ -188,11 +193,57 @@ fn unhex(s: &str) -> Vec<u8> {
         .collect()
 }
 
+/// Send `datagram` from the iod namespace to `to`; with `wait`, return the
+/// answer (source, bytes).
+fn probe_send(t: &Topo, to: SocketAddr, datagram: &[u8], wait: bool) -> Option<(SocketAddr, Vec<u8>)> {
+    let mut args = vec![
+        "ip".to_string(),
+        "netns".into(),
+        "exec".into(),
+        t.ns_iod.clone(),
+        env!("CARGO_BIN_EXE_nfsp-udp-probe").into(),
+        "send".into(),
+        "--bind".into(),
+        format!("{IOD_IP}:0"),
+        "--to".into(),
+        to.to_string(),
+        "--hex".into(),
+        hex(datagram),
+    ];
+    if !wait {
+        let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        sh(&a);
+        return None;
+    }
+    args.extend(["--wait-ms".into(), "5000".into()]);
+    let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let line = out(&a);
+    let mut it = line.split_whitespace();
+    assert_eq!(it.next(), Some("reply"));
+    let from: SocketAddr = it.next().expect("from").parse().expect("from addr");
+    let _n = it.next();
+    Some((from, unhex(it.next().unwrap_or(""))))
+}
+
+/// The instance of the iod at `to` (from its PONG).
+fn learn_instance(t: &Topo, to: SocketAddr) -> u64 {
+    let mut b = vec![0u8; 512];
+    let id = RequestId { epoch: EPOCH, seq: 1 + to.port() as u64 };
+    let n = Message::new(id, 0, Body::Ping).seal(&test_keys(), &mut b).unwrap();
+    let (from, ans) = probe_send(t, to, &b[..n], true).unwrap();
+    assert_eq!(from, to);
+    let m = wire::open(&test_keys(), &ans).expect("signed PONG");
+    assert_eq!(m.id, id);
+    assert!(matches!(m.body, Body::Pong(_)));
+    m.instance
+}
+
 /// One direct-mode exchange; returns the client's (source, bytes).
 #[allow(clippy::too_many_arguments)]
 fn exchange(
     t: &mut Topo,
     iod: SocketAddr,
+    iod_instance: u64,
     key: FileKey,
     xid: u32,
     hops: &[Hop],
@@ -235,13 +286,19 @@ fn exchange(
     .encode(&mut header)
     .expect("prefix");
     let req = Message::new(
-        xid as u64,
+        RequestId {
+            epoch: EPOCH,
+            seq: xid as u64,
+        },
+        iod_instance,
         Body::Read(wire::Read {
             key,
             local_offset: hops[0].local_offset,
             len: hops[0].len,
             routes: List::Items(&hops[1..]),
             reply: ReplySpec::Direct {
+                // The sender's IP (a first hop must name its sender).
+                origin: format!("{IOD_IP}:9").parse().unwrap(),
                 client: client_addr,
                 source: META.parse().unwrap(),
                 header: &header[..n],
@@ -251,21 +308,8 @@ fn exchange(
         }),
     );
     let mut b = vec![0u8; wire::MAX_DATAGRAM];
-    let len = req.encode(&mut b).expect("encode");
-    sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &t.ns_iod,
-        env!("CARGO_BIN_EXE_nfsp-udp-probe"),
-        "send",
-        "--bind",
-        &format!("{IOD_IP}:0"),
-        "--to",
-        &iod.to_string(),
-        "--hex",
-        &hex(&b[..len]),
-    ]);
+    let len = req.seal(&test_keys(), &mut b).expect("seal");
+    probe_send(t, iod, &b[..len], false);
 
     let line = lines.next().expect("client reply line").expect("read");
     let st = client.wait().expect("client exit");
@@ -331,41 +375,48 @@ fn direct_read_reaches_client_from_meta_address() {
     t.children.push(tshark);
     std::thread::sleep(Duration::from_millis(500));
 
-    // The iod in its namespace.
-    let mut cmd = Command::new("ip");
-    cmd.args([
-        "netns",
-        "exec",
-        &t.ns_iod,
-        env!("CARGO_BIN_EXE_iod"),
-        "--listen",
-        &format!("{IOD_IP}:7000"),
-        "--workers",
-        "4",
-        "--data",
-    ])
-    .arg(&data_dir)
-    .env("RUST_LOG", "warn");
-    let iod = common::spawn_iod_cmd(cmd);
+    // Two iods in their namespace, peers of each other.
+    let (a_addr, b_addr) = (format!("{IOD_IP}:7000"), format!("{IOD_IP}:7001"));
+    let key_file = common::write_key_file(work.path(), &test_keys());
+    let spawn = |listen: &str, data: &Path| {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &t.ns_iod, env!("CARGO_BIN_EXE_iod"), "--listen", listen])
+            .args(["--workers", "4", "--meta", "10.251.0.1", "--peer", &a_addr, "--peer", &b_addr])
+            .arg("--key-file")
+            .arg(&key_file)
+            .arg("--data")
+            .arg(data)
+            .env("RUST_LOG", "warn");
+        common::spawn_iod_cmd(cmd)
+    };
+    let data_b = work.path().join("data-b");
+    let iod = spawn(&a_addr, &data_dir);
+    let iod_b = spawn(&b_addr, &data_b);
     let iod_addr = iod.addr;
+    let inst_a = learn_instance(&t, iod.addr);
+    let inst_b = learn_instance(&t, iod_b.addr);
+    assert_ne!(inst_a, inst_b);
 
     // File data written straight into the iod's local file.
     let key = FileKey::new(7, 8, 9);
     let mut pb = [0u8; 64];
     let local: &Path = Path::new(key.write_local_path(&mut pb).unwrap());
-    let path = data_dir.join(local);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let mut data = vec![0u8; 100_000];
     Rng(7).fill(&mut data);
-    std::fs::write(&path, &data).unwrap();
+    for d in [&data_dir, &data_b] {
+        let path = d.join(local);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &data).unwrap();
+    }
 
     // 1) small read with padding (1001 bytes -> 3 pad bytes).
     let hops = [Hop {
         addr: iod_addr,
         local_offset: 5000,
         len: 1001,
+        instance: inst_a,
     }];
-    let (from, got, hdr) = exchange(&mut t, iod_addr, key, 0x1111_0001, &hops, false, 100_000);
+    let (from, got, hdr) = exchange(&mut t, iod_addr, inst_a, key, 0x1111_0001, &hops, false, 100_000);
     assert_eq!(
         from,
         META.parse::<SocketAddr>().unwrap(),
@@ -377,20 +428,29 @@ fn direct_read_reaches_client_from_meta_address() {
     assert_eq!(got.len(), 128 + 1001 + xdr_pad_len(1001));
     assert!(got == want, "small reply bytes differ");
 
-    // 2) 32 KiB read in two hops (straddling: the routing list) -> fragmented.
+    // 2) 32 KiB read in three hops (straddling: the routing list, B then A
+    // twice: A serves its second extent in place) -> fragmented.
     let hops = [
         Hop {
-            addr: iod_addr,
+            addr: iod_b.addr,
             local_offset: 60_000,
             len: 16_384,
+            instance: inst_b,
         },
         Hop {
             addr: iod_addr,
             local_offset: 10_000,
-            len: 16_384,
+            len: 8192,
+            instance: inst_a,
+        },
+        Hop {
+            addr: iod_addr,
+            local_offset: 18_192,
+            len: 8192,
+            instance: inst_a,
         },
     ];
-    let (from, got, hdr) = exchange(&mut t, iod_addr, key, 0x1111_0002, &hops, true, 100_000);
+    let (from, got, hdr) = exchange(&mut t, iod_b.addr, inst_b, key, 0x1111_0002, &hops, true, 100_000);
     assert_eq!(from, META.parse::<SocketAddr>().unwrap());
     let mut want = hdr;
     want.extend_from_slice(&data[60_000..76_384]);
@@ -412,6 +472,7 @@ fn direct_read_reaches_client_from_meta_address() {
     }
     t.children.clear();
     drop(iod);
+    drop(iod_b);
     let fields = out(&[
         "tshark",
         "-r",

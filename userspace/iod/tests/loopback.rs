@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::meta::{Meta, Rng};
-use common::spawn_iod;
-use nfsp_proto::wire::{Body, Message, Status};
+use common::{spawn_cluster, spawn_iod};
+use nfsp_proto::wire::{self, Body, Message, Status};
 use nfsp_proto::{FileKey, StripeLayout};
 
 const MIB: u64 = 1 << 20;
@@ -25,7 +25,8 @@ fn three_iods_end_to_end() {
     let dirs: Vec<tempfile::TempDir> = (0..3)
         .map(|_| tempfile::tempdir().expect("tempdir"))
         .collect();
-    let iods: Vec<_> = dirs.iter().map(|d| spawn_iod(d.path())).collect();
+    let paths: Vec<_> = dirs.iter().map(|d| d.path()).collect();
+    let iods = spawn_cluster(&paths);
     let a: Vec<_> = iods.iter().map(|p| p.addr).collect();
     // viod 0 = replica chain iod0 -> iod1, viod 1 = iod2; first viod 1.
     let layout = StripeLayout::new(B as u32, 2, 1).expect("layout");
@@ -157,22 +158,29 @@ fn three_iods_end_to_end() {
     let before = meta.ping(a[2]);
     assert!(before.bytes_written > 0 && before.bytes_read > 0);
 
-    // A request with an unknown protocol version is dropped and counted.
+    // A request with an unknown protocol version (correctly signed) is
+    // dropped and counted as malformed; unsigned, it is a bad tag.
     let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut buf = vec![0u8; 64];
-    let n = Message::new(777, Body::Ping).encode(&mut buf).unwrap();
+    let mut buf = vec![0u8; 256];
+    let id = meta.next_id();
+    let n = Message::new(id, 0, Body::Ping).encode(&mut buf).unwrap();
     buf[4] = 9; // version
+    wire::seal(&meta.keys, &mut buf[..n]).unwrap();
     probe.send_to(&buf[..n], a[2]).unwrap();
     probe
         .set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
-    let mut r = [0u8; 128];
+    let mut r = [0u8; 256];
     assert!(
         probe.recv_from(&mut r).is_err(),
         "bad version must get no answer"
     );
     let after = meta.ping(a[2]);
     assert_eq!(after.malformed, before.malformed + 1);
+    assert_eq!(after.bad_auth, before.bad_auth);
+    // Stale answers while the meta learnt the instances, nothing else.
+    assert_eq!(after.replays, 0, "iod2 replays");
+    assert!(after.refused > 0 && after.refused <= meta.stales.load(Ordering::Relaxed));
 
     // TRUNCATE to a size inside a block, then zeros past the cut.
     let cut = 2 * MIB + 12_345;
@@ -225,8 +233,9 @@ fn write_error_is_acked_to_origin() {
     // A member whose data directory is unusable answers an error ack at once.
     let good = tempfile::tempdir().unwrap();
     let bad = tempfile::tempdir().unwrap();
-    let g = spawn_iod(good.path());
-    let b = spawn_iod(bad.path());
+    let mut c = spawn_cluster(&[good.path(), bad.path()]);
+    let b = c.pop().unwrap();
+    let g = c.pop().unwrap();
     // Replace the bad iod's data dir content with a file where a
     // sub-directory must go: make every hashed dir creation fail.
     let key = FileKey::new(1, 2, 3);
@@ -242,20 +251,22 @@ fn write_error_is_acked_to_origin() {
         key,
     );
     let req = meta.encode(
-        meta.id(),
         g.addr,
         Body::Write(nfsp_proto::wire::Write {
             key,
             local_offset: 0,
             chain: nfsp_proto::wire::Chain {
                 origin: meta.addr,
-                members: nfsp_proto::wire::List::Items(&[b.addr]),
+                members: nfsp_proto::wire::List::Items(&[nfsp_proto::wire::ChainMember {
+                    addr: b.addr,
+                    instance: 0,
+                }]),
             },
             data: b"hello",
         }),
     );
     let r = meta.transact(&[req]);
-    match Message::decode(&r[0]).unwrap().body {
+    match meta.open(&r[0]).unwrap().body {
         Body::Ack(a) => assert_eq!(a.status, Status::Io),
         other => panic!("expected ack, got {other:?}"),
     }
@@ -271,8 +282,7 @@ fn list_pages_in_key_order() {
     use nfsp_proto::wire::{List, ListEntry, ListRequest, Unlink};
     let dir = tempfile::tempdir().unwrap();
     let iod = spawn_iod(dir.path());
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let meta = Meta::simple();
     let mut keys: Vec<FileKey> = (0..700u64).map(|i| FileKey::new(5, i, i ^ 0x55)).collect();
     for (i, k) in keys.iter().enumerate() {
         let mut pb = [0u8; 64];
@@ -287,13 +297,8 @@ fn list_pages_in_key_order() {
     std::fs::write(p.with_file_name("garbage.tmp"), b"x").unwrap();
     keys.sort_by(|a, b| a.list_cmp(b));
     let list = |after: Option<FileKey>, max: u16| -> (Vec<ListEntry>, bool) {
-        let mut b = vec![0u8; 65536];
-        let n = Message::new(7, Body::List(ListRequest { after, max }))
-            .encode(&mut b)
-            .unwrap();
-        sock.send_to(&b[..n], iod.addr).unwrap();
-        let (n, _) = sock.recv_from(&mut b).unwrap();
-        match Message::decode(&b[..n]).unwrap().body {
+        let b = meta.call(iod.addr, Body::List(ListRequest { after, max }));
+        match meta.open(&b).unwrap().body {
             Body::ListReply(r) => {
                 assert_eq!(r.status, Status::Ok);
                 (r.entries.iter().collect(), r.more)
@@ -325,19 +330,14 @@ fn list_pages_in_key_order() {
     let (page, more) = list(Some(keys[keys.len() - 12]), 10);
     assert_eq!((page.len(), more), (10, true));
     // UNLINK half, list again
-    let mut b = vec![0u8; 65536];
     for chunk in keys[..350].chunks(256) {
-        let n = Message::new(
-            8,
+        let b = meta.call(
+            iod.addr,
             Body::Unlink(Unlink {
                 keys: List::Items(chunk),
             }),
-        )
-        .encode(&mut b)
-        .unwrap();
-        sock.send_to(&b[..n], iod.addr).unwrap();
-        let (n, _) = sock.recv_from(&mut b).unwrap();
-        match Message::decode(&b[..n]).unwrap().body {
+        );
+        match meta.open(&b).unwrap().body {
             Body::Ack(a) => assert_eq!(a.value, chunk.len() as u64),
             other => panic!("expected an ack, got {other:?}"),
         }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use nfsp_proto::{Answer, Command};
+use nfsp_proto::auth::Key;
 
 use crate::errno;
 
@@ -43,8 +44,9 @@ impl Control {
     /// Send `cmd`; the answer lines (none of them `error`, all parseable).
     pub fn transact(&self, cmd: &Command) -> anyhow::Result<Vec<String>> {
         let line = format!("{cmd}\n");
+        let shown = shown(cmd);
         let mut f = self.open()?;
-        log::debug!("{}: writing '{cmd}'", self.path.display());
+        log::debug!("{}: writing '{shown}'", self.path.display());
         let written = f.write(line.as_bytes());
         let mut buf = Vec::new();
         let read = f
@@ -53,9 +55,23 @@ impl Control {
         if let Ok(a) = &read {
             log::debug!("{}: answer {a:?}", self.path.display());
         }
-        interpret(&cmd.to_string(), line.len(), written, read)
+        interpret(&shown, line.len(), written, read)
             .with_context(|| format!("control file {}", self.path.display()))
             .map_err(strip_context_if_refused)
+    }
+}
+
+/// `cmd` as logs and error messages show it: a `keys` command with its
+/// key ids only, never the secrets.
+pub fn shown(cmd: &Command) -> String {
+    let Command::Keys(k) = cmd else {
+        return cmd.to_string();
+    };
+    let key = |k: &Key| format!("{:08x} <secret>", k.id());
+    match (k.signing(), k.accepted()) {
+        (None, _) => cmd.to_string(),
+        (Some(s), None) => format!("keys sign {}", key(s)),
+        (Some(s), Some(a)) => format!("keys sign {} accept {}", key(s), key(a)),
     }
 }
 
@@ -255,6 +271,26 @@ mod tests {
         assert!(e.to_string().contains("unexpected answer to 'list'"), "{e}");
         let e = interpret("list", 5, Ok(3), Ok(String::new())).unwrap_err();
         assert!(e.to_string().contains("short write"), "{e}");
+    }
+
+    #[test]
+    fn keys_are_never_shown() {
+        use nfsp_proto::auth::Keys;
+        let s = Key::new(0xabcd, [0x11; 32]).unwrap();
+        let a = Key::new(2, [0x22; 32]).unwrap();
+        let cmd = Command::Keys(Keys::new(s, Some(a)).unwrap());
+        assert!(cmd.to_string().contains("1111"), "the line itself has the key");
+        let t = shown(&cmd);
+        assert_eq!(t, "keys sign 0000abcd <secret> accept 00000002 <secret>");
+        assert_eq!(shown(&Command::Keys(Keys::insecure())), "keys insecure");
+        assert_eq!(shown(&Command::List), "list");
+        // A refusal's message carries the shown line.
+        let d = tempfile::tempdir().unwrap();
+        let c = Control::new(d.path().join("none"));
+        let e = format!("{:#}", c.transact(&cmd).unwrap_err());
+        assert!(!e.contains("1111") && !e.contains("2222"), "{e}");
+        let e = interpret(&t, 10, einval(), Ok("error EINVAL bad keys\n".into())).unwrap_err();
+        assert!(!e.to_string().contains("1111"), "{e}");
     }
 
     #[test]

@@ -55,6 +55,13 @@ pub enum Cmd {
     /// Cross-check an export's meta-files with the iods' data: orphans and
     /// missing data (dry run unless --delete).
     Fsck(cmd::fsck::Args),
+    /// Write a new cluster key file (mode 0600); refuses to replace one
+    /// unless --force.
+    Genkey(cmd::genkey::Args),
+    /// Install the key file's keys in the module (never shown back).
+    LoadKey(cmd::load_key::Args),
+    /// Replace the cluster key without downtime: prepare, commit, finish.
+    RotateKey(cmd::rotate_key::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(cmd::completions::Args),
     /// Print the manual page (roff), or write one page per subcommand.
@@ -89,6 +96,9 @@ impl Cmd {
             Cmd::Completions(_) | Cmd::Man(_) => Err(UsageError(
                 "completions and man do not use the control file".into(),
             )),
+            Cmd::Genkey(_) | Cmd::LoadKey(_) | Cmd::RotateKey(_) => Err(UsageError(
+                "the key commands build their lines from the key file".into(),
+            )),
         }
     }
 
@@ -96,6 +106,9 @@ impl Cmd {
         match self {
             Cmd::Completions(a) => return a.run(),
             Cmd::Man(a) => return a.run(),
+            Cmd::Genkey(a) => return a.run(),
+            Cmd::LoadKey(a) => return a.run(ctl),
+            Cmd::RotateKey(a) => return a.run(ctl),
             _ => {}
         }
         let command = self.command()?;
@@ -206,6 +219,43 @@ mod tests {
             line(&["man", "--dir", "/tmp/x"]).is_err(),
             "no control line"
         );
+    }
+
+    #[test]
+    fn key_commands() {
+        let cli = |args: &[&str]| {
+            let mut argv = vec!["iodctl"];
+            argv.extend_from_slice(args);
+            Cli::try_parse_from(argv).map(|c| c.cmd)
+        };
+        let Ok(Cmd::Genkey(a)) = cli(&["genkey"]) else {
+            panic!()
+        };
+        assert_eq!(a.key_file.to_str(), Some(nfsp_keys::DEFAULT_KEY_FILE));
+        assert!(!a.force);
+        let Ok(Cmd::Genkey(a)) = cli(&["genkey", "--key-file", "/k", "--force", "--json"]) else {
+            panic!()
+        };
+        assert!(a.force && a.json && a.key_file.to_str() == Some("/k"));
+        assert!(matches!(cli(&["load-key"]), Ok(Cmd::LoadKey(_))));
+        assert!(cli(&["load-key", "--insecure", "--key-file", "/k"]).is_err());
+        for (s, want) in [
+            ("prepare", cmd::rotate_key::Step::Prepare),
+            ("commit", cmd::rotate_key::Step::Commit),
+            ("finish", cmd::rotate_key::Step::Finish),
+        ] {
+            let Ok(Cmd::RotateKey(a)) = cli(&["rotate-key", s, "--key-file", "/k"]) else {
+                panic!("{s}")
+            };
+            assert_eq!(a.step, want);
+        }
+        assert!(cli(&["rotate-key"]).is_err());
+        assert!(cli(&["rotate-key", "sideways"]).is_err());
+        assert!(line(&["genkey"]).is_err(), "no control line of its own");
+        let Ok(Cmd::Fsck(a)) = cli(&["fsck", "/srv/x", "--insecure"]) else {
+            panic!()
+        };
+        assert!(a.keys.insecure);
     }
 
     #[test]

@@ -23,6 +23,10 @@
 //!   (`resync` first, so it gets the writes made meanwhile) and goes `up`
 //!   only when the copy is complete. A stale member with no up member to
 //!   copy from waits.
+//!
+//! Every PONG carries the iod's instance, drawn anew at each start: a
+//! changed instance means the iod restarted (logged and counted; its data
+//! on disk survived, its reply cache and in-flight requests did not).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -121,6 +125,10 @@ pub struct Tracker {
     pub reason: String,
     /// Said once that it waits for a fresh member.
     pub waiting_logged: bool,
+    /// The iod's instance, from its last PONG.
+    pub instance: Option<u64>,
+    /// Instance changes seen (restarts of the iod).
+    pub restarts: u64,
 }
 
 /// The monitor: trackers by `(viod, iod)`.
@@ -173,6 +181,9 @@ impl Monitor {
                         slow_down: s.slow_down,
                         resync_bytes: s.resync_bytes,
                         reason: s.reason.clone(),
+                        // A restart while no monitor ran is seen too.
+                        instance: s.instance_u64(),
+                        restarts: s.restarts,
                         ..Tracker::default()
                     },
                 );
@@ -436,6 +447,35 @@ impl Monitor {
             }
         }
         actions
+    }
+
+    /// Record the instances told by this round's PONGs (`instances`: iod →
+    /// instance, after [`Monitor::round`] has seen the members). Returns
+    /// the members whose iod restarted: `(viod, iod, old, new)`.
+    pub fn note_instances(
+        &mut self,
+        instances: &HashMap<SocketAddr, u64>,
+    ) -> Vec<(u32, SocketAddr, u64, u64)> {
+        let mut restarted = Vec::new();
+        for ((v, a), t) in self.members.iter_mut() {
+            let Some(&new) = instances.get(a).filter(|i| **i != 0) else {
+                continue;
+            };
+            match t.instance.replace(new) {
+                Some(old) if old != new => {
+                    t.restarts += 1;
+                    log::warn!(
+                        "viod {v}: {a} restarted (instance {old:016x} -> {new:016x}, restart \
+                         {} seen)",
+                        t.restarts
+                    );
+                    restarted.push((*v, *a, old, new));
+                }
+                None => log::debug!("viod {v}: {a} instance {new:016x}"),
+                _ => {}
+            }
+        }
+        restarted
     }
 
     /// A re-sync ended: `ok` = copied completely (the daemon sets it up).
@@ -723,6 +763,37 @@ mod tests {
         let mut list = vec![line(0, A, IodState::Down), line(0, B, IodState::Down)];
         let acts = round(&mut m, &mut list, &[(A, 1), (B, 1)]);
         assert_eq!(set(&acts), vec![(a(A), IodState::Up)]);
+    }
+
+    #[test]
+    fn instance_changes_are_restarts() {
+        let remembered = [IodStatus {
+            viod: 0,
+            iod: A.into(),
+            instance: Some(format!("{:016x}", 5u64)),
+            restarts: 2,
+            ..IodStatus::default()
+        }];
+        let mut m = Monitor::new(Config::default(), &remembered);
+        let mut list = vec![line(0, A, IodState::Up), line(1, B, IodState::Up)];
+        round(&mut m, &mut list, &[(A, 1), (B, 1)]);
+        let inst = |v: &[(&str, u64)]| -> HashMap<SocketAddr, u64> {
+            v.iter().map(|(s, i)| (a(s), *i)).collect()
+        };
+        // A was 5 before this monitor started: restarted meanwhile.
+        assert_eq!(
+            m.note_instances(&inst(&[(A, 6), (B, 9)])),
+            vec![(0, a(A), 5, 6)]
+        );
+        assert_eq!(m.members[&(0, a(A))].restarts, 3);
+        assert_eq!(m.members[&(1, a(B))].restarts, 0, "first heard: no restart");
+        assert!(m.note_instances(&inst(&[(A, 6), (B, 9)])).is_empty());
+        // No PONG (or instance 0): nothing changes.
+        assert!(m.note_instances(&inst(&[(B, 0)])).is_empty());
+        assert_eq!(m.note_instances(&inst(&[(B, 10)])), vec![(1, a(B), 9, 10)]);
+        let st = m.statuses(&list);
+        assert_eq!(st[0].instance.as_deref(), Some("0000000000000006"));
+        assert_eq!((st[0].restarts, st[1].restarts), (3, 1));
     }
 
     #[test]

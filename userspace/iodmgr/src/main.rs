@@ -58,6 +58,14 @@ mod tests {
         assert_eq!(a.slow_factor, 10.0);
         assert!(a.metrics.is_none());
         assert_eq!(a.state.to_str(), Some(iodmgr::DEFAULT_STATE));
+        assert_eq!(a.max_file_size, 1 << 40);
+        assert_eq!(a.keys.key_file.to_str(), Some("/etc/nfsp/cluster.key"));
+        assert!(!a.keys.insecure);
+        let c = Cli::try_parse_from(["iodmgr", "run", "--insecure", "--max-file-size", "4096"])
+            .unwrap();
+        let Cmd::Run(a) = c.cmd else { panic!() };
+        assert!(a.keys.insecure);
+        assert_eq!(a.max_file_size, 4096);
         let c = Cli::try_parse_from(["iodmgr", "run", "--metrics", "0.0.0.0:9477"]).unwrap();
         let Cmd::Run(a) = c.cmd else { panic!() };
         assert_eq!(a.metrics, Some("0.0.0.0:9477".parse().unwrap()));

@@ -19,7 +19,14 @@
 //! the re-sync is complete after a round that changes nothing. Only then
 //! does the daemon set the member `up`: it never serves stale data.
 //!
-//! Memory: both listings (56 bytes per file) and the dirty set.
+//! Lengths come from the iods' LIST answers and are believed only up to
+//! [`Resync::max_file_size`]: a longer file is logged as an error, counted
+//! and skipped (the rest is synced). Offsets are walked lazily, so a
+//! length never sizes an allocation; a LIST answer that does not move
+//! past its cursor fails the re-sync (no endless listing).
+//!
+//! Memory: both listings (56 bytes per file), the dirty set (one offset
+//! per chunk written) and two chunk buffers, reused.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -33,6 +40,8 @@ use unlinkd::client::{Client, ClientError};
 
 /// Chunk size of the copy (one message).
 pub const CHUNK: u64 = MAX_DATA_PER_MSG as u64;
+/// Default of [`Resync::max_file_size`]: 1 TiB of local data per file.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 1 << 40;
 
 /// Why a re-sync stopped.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +118,15 @@ enum Dirty {
     Chunks(BTreeSet<u64>),
 }
 
+/// The chunk offsets of `which` in a key `len` bytes long, lazily: `len`
+/// is what an iod says, never a size to allocate.
+fn offsets(which: Dirty, len: u64) -> Box<dyn Iterator<Item = u64>> {
+    match which {
+        Dirty::Whole => Box::new((0..len).step_by(CHUNK as usize)),
+        Dirty::Chunks(c) => Box::new(c.into_iter().take_while(move |o| *o < len)),
+    }
+}
+
 /// What a re-sync did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
@@ -122,6 +140,8 @@ pub struct Report {
     pub deleted: u64,
     /// Keys truncated (or created) on the target.
     pub truncated: u64,
+    /// Keys skipped: longer on the source than [`Resync::max_file_size`].
+    pub too_big: u64,
     /// Rounds made.
     pub rounds: u32,
     /// Time taken.
@@ -152,6 +172,8 @@ pub struct Resync {
     pub pause: Duration,
     /// Most rounds.
     pub max_rounds: u32,
+    /// Longest local file believed (bytes); longer ones are skipped.
+    pub max_file_size: u64,
 }
 
 fn unix_now() -> u64 {
@@ -186,6 +208,7 @@ impl Resync {
         let mut r = Report::default();
         let mut dirty: BTreeMap<FileKey, Dirty> = BTreeMap::new();
         let mut seen: HashSet<FileKey> = HashSet::new();
+        let mut too_big: HashSet<FileKey> = HashSet::new();
         let (mut sbuf, mut tbuf) = (vec![0u8; CHUNK as usize], vec![0u8; CHUNK as usize]);
         for round in 0..self.max_rounds {
             self.check()?;
@@ -203,6 +226,23 @@ impl Resync {
             let mut next: BTreeMap<FileKey, Dirty> = BTreeMap::new();
             for k in &p.sync {
                 self.check()?;
+                if k.len > self.max_file_size {
+                    if too_big.insert(k.key) {
+                        log::error!(
+                            "re-sync {} <- {}: file {:016x}-{:016x}-{:016x}: the source lists \
+                             {} local bytes, more than the {} believed (--max-file-size): skipped",
+                            self.target,
+                            self.source,
+                            k.key.export,
+                            k.key.inode,
+                            k.key.seed,
+                            k.len,
+                            self.max_file_size
+                        );
+                    }
+                    r.too_big = too_big.len() as u64;
+                    continue;
+                }
                 let mut which = if round == 0 {
                     Some(Dirty::Whole)
                 } else {
@@ -218,12 +258,10 @@ impl Resync {
                     which = Some(Dirty::Whole);
                     next.insert(k.key, Dirty::Whole);
                 }
-                let offsets: Vec<u64> = match which {
-                    None => continue,
-                    Some(Dirty::Whole) => (0..k.len.div_ceil(CHUNK)).map(|i| i * CHUNK).collect(),
-                    Some(Dirty::Chunks(c)) => c.into_iter().filter(|o| *o < k.len).collect(),
+                let Some(which) = which else {
+                    continue;
                 };
-                for off in offsets {
+                for off in offsets(which, k.len) {
                     self.check()?;
                     let n = (k.len - off).min(CHUNK) as usize;
                     let s = &mut sbuf[..n];
@@ -327,6 +365,20 @@ mod tests {
         assert!(p.delete.is_empty() && p.young.is_empty());
         assert!(p.sync.iter().all(|k| k.target_len == Some(k.len)));
         assert_eq!(plan(&[], &[], 0, &HashSet::new()), Plan::default());
+    }
+
+    #[test]
+    fn offsets_are_lazy() {
+        // A forged length: the first offsets come at once, nothing sized.
+        let o: Vec<u64> = offsets(Dirty::Whole, 1 << 62).take(3).collect();
+        assert_eq!(o, [0, CHUNK, 2 * CHUNK]);
+        assert_eq!(offsets(Dirty::Whole, u64::MAX).nth(2), Some(2 * CHUNK));
+        assert_eq!(offsets(Dirty::Whole, 0).count(), 0);
+        assert_eq!(offsets(Dirty::Whole, CHUNK).count(), 1);
+        assert_eq!(offsets(Dirty::Whole, CHUNK + 1).count(), 2);
+        let c: BTreeSet<u64> = [0, CHUNK, 5 * CHUNK].into();
+        let o: Vec<u64> = offsets(Dirty::Chunks(c), 2 * CHUNK).collect();
+        assert_eq!(o, [0, CHUNK], "chunks past the end are gone");
     }
 
     #[test]

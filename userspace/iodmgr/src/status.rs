@@ -46,6 +46,13 @@ pub struct IodStatus {
     pub errors: u64,
     /// Kernel counter: timeouts.
     pub timeouts: u64,
+    /// The iod's instance from its last PONG (16 hex digits: a JSON number
+    /// would lose bits in most readers); it changes when the iod restarts.
+    #[serde(default)]
+    pub instance: Option<String>,
+    /// Restarts of the iod seen (instance changes).
+    #[serde(default)]
+    pub restarts: u64,
 }
 
 impl IodStatus {
@@ -70,7 +77,16 @@ impl IodStatus {
             bytes: l.bytes,
             errors: l.errors,
             timeouts: l.timeouts,
+            instance: t.instance.map(|i| format!("{i:016x}")),
+            restarts: t.restarts,
         }
+    }
+
+    /// [`IodStatus::instance`] as a number.
+    pub fn instance_u64(&self) -> Option<u64> {
+        self.instance
+            .as_deref()
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
     }
 }
 
@@ -144,6 +160,24 @@ mod tests {
         );
         s.write(&p).unwrap();
         assert_eq!(Snapshot::read(&p).unwrap(), s);
+        // Files of older versions (no instance, no restarts) still read.
+        let old = r#"{"updated":1,"interval_ms":500,"pid":2,"iods":[{"viod":0,"iod":"x","state":"up",
+            "latency_us":null,"misses":0,"last_seen":null,"stale":false,"slow_down":false,
+            "resyncing":false,"resync_bytes":0,"reason":"","requests":0,"bytes":0,"errors":0,
+            "timeouts":0}]}"#;
+        let o: Snapshot = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (o.iods[0].instance.as_deref(), o.iods[0].restarts),
+            (None, 0)
+        );
+        let i = IodStatus {
+            instance: Some("ffffffffffffffff".into()),
+            ..IodStatus::default()
+        };
+        assert_eq!(i.instance_u64(), Some(u64::MAX));
+        let j = serde_json::to_value(&i).unwrap();
+        assert_eq!(j["instance"], "ffffffffffffffff");
+        assert_eq!(j["restarts"], 0);
         assert!(!p.with_extension("tmp").exists());
         assert!(Snapshot::read(&d.path().join("none")).is_err());
     }

@@ -54,6 +54,20 @@ mod tests {
         let Cmd::Run(a) = c.cmd else { panic!() };
         assert_eq!(a.device.to_str(), Some(unlinkd::DEFAULT_DEVICE));
         assert_eq!(a.journal.to_str(), Some(unlinkd::DEFAULT_JOURNAL));
+        assert_eq!(a.keys.key_file.to_str(), Some(nfsp_keys::DEFAULT_KEY_FILE));
+        assert!(!a.keys.insecure);
         assert!(Cli::try_parse_from(["unlinkd", "status", "--json"]).is_ok());
+    }
+
+    #[test]
+    fn key_options() {
+        let c = Cli::try_parse_from(["unlinkd", "run", "--key-file", "/k"]).unwrap();
+        let Cmd::Run(a) = c.cmd else { panic!() };
+        assert_eq!(a.keys.key_file.to_str(), Some("/k"));
+        let c = Cli::try_parse_from(["unlinkd", "run", "--insecure"]).unwrap();
+        let Cmd::Run(a) = c.cmd else { panic!() };
+        assert!(a.keys.insecure);
+        assert!(Cli::try_parse_from(["unlinkd", "run", "--insecure", "--key-file", "/k"]).is_err());
+        assert!(Cli::try_parse_from(["unlinkd", "status", "--insecure"]).is_err());
     }
 }

@@ -42,7 +42,8 @@ enum Cmd {
         #[arg(long, default_value_t = 10_000)]
         timeout_ms: u64,
     },
-    /// Send one datagram (hex payload) from BIND to TO.
+    /// Send one datagram (hex payload) from BIND to TO; with --wait-ms,
+    /// then wait for one answer and print "reply FROM LEN HEX".
     Send {
         /// Local address to bind.
         #[arg(long)]
@@ -53,6 +54,9 @@ enum Cmd {
         /// Payload in hex.
         #[arg(long)]
         hex: String,
+        /// Wait this long for an answer (none: do not wait).
+        #[arg(long)]
+        wait_ms: Option<u64>,
     },
 }
 
@@ -101,11 +105,23 @@ fn main() -> anyhow::Result<()> {
             let (n, from) = s.recv_from(&mut r).context("waiting for the reply")?;
             println!("reply {from} {n} {}", hex(r.get(..n).context("len")?));
         }
-        Cmd::Send { bind, to, hex } => {
+        Cmd::Send {
+            bind,
+            to,
+            hex,
+            wait_ms,
+        } => {
             let s = UdpSocket::bind(bind).with_context(|| format!("bind {bind}"))?;
             let data = unhex(&hex)?;
             s.send_to(&data, to)
                 .with_context(|| format!("send to {to}"))?;
+            if let Some(ms) = wait_ms {
+                s.set_read_timeout(Some(Duration::from_millis(ms.max(1))))
+                    .context("timeout")?;
+                let mut r = vec![0u8; 65536];
+                let (n, from) = s.recv_from(&mut r).context("waiting for the answer")?;
+                println!("reply {from} {n} {}", crate::hex(r.get(..n).context("len")?));
+            }
         }
     }
     Ok(())

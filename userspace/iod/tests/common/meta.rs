@@ -1,18 +1,40 @@
 // SPDX-License-Identifier: GPL-2.0
-//! A test "meta-server" written only with `nfsp_proto` and std: striping
-//! map + wire messages, several requests in flight, retransmission.
+//! A test "meta-server" written only with `nfsp_proto` and std (plus
+//! `nfsp_keys` for a random epoch): striping map + wire messages, signed
+//! with a test key, several requests in flight, retransmission, and the
+//! iods' instances learnt from their answers (a PONG, a `Stale` ACK).
+//!
+//! Retransmission follows the protocol: a mutation is sent again as the
+//! same bytes (the iod answers a duplicate from its reply cache), a READ,
+//! LIST or PING with a new request id; a request answered `Stale` is
+//! re-issued with a new id and the instances just learnt.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use nfsp_proto::auth::{Key, Keys};
 use nfsp_proto::wire::{
-    self, Ack, Body, Chain, Hop, IodStats, List, Message, MsgType, ReplySpec, Status,
-    MAX_DATA_PER_MSG,
+    self, Ack, Body, Chain, ChainMember, Hop, IodStats, List, Message, MsgType, ReplySpec,
+    RequestId, Status, MAX_DATA_PER_MSG,
 };
 use nfsp_proto::{FileKey, StripeLayout};
+
+/// Id of the test cluster key.
+pub const TEST_KEY_ID: u32 = 0x7e57_0001;
+
+/// A key with a fixed id and every byte `byte`.
+pub fn test_key(id: u32, byte: u8) -> Key {
+    Key::new(id, [byte; 32]).expect("test key")
+}
+
+/// The test cluster's keys (sign only).
+pub fn test_keys() -> Keys {
+    Keys::new(test_key(TEST_KEY_ID, 0x5a), None).expect("test keys")
+}
 
 /// Deterministic xorshift64* generator.
 pub struct Rng(pub u64);
@@ -37,11 +59,14 @@ impl Rng {
     }
 }
 
-/// One request to send: destination and encoded message.
+/// One request to send: id, destination and sealed datagram.
+#[derive(Clone, Debug)]
 pub struct Req {
-    pub id: u64,
+    pub id: RequestId,
     pub dest: SocketAddr,
     pub bytes: Vec<u8>,
+    /// WRITE, TRUNCATE, COMMIT, UNLINK: retransmitted as the same bytes.
+    pub mutation: bool,
 }
 
 pub struct Meta {
@@ -51,10 +76,15 @@ pub struct Meta {
     pub viods: Vec<Vec<SocketAddr>>,
     pub layout: StripeLayout,
     pub key: FileKey,
-    next_id: AtomicU64,
+    pub keys: Keys,
+    pub epoch: u64,
+    next_seq: AtomicU64,
+    instances: Mutex<HashMap<SocketAddr, u64>>,
     /// Requests in flight at once.
     pub window: usize,
     pub retransmits: AtomicU64,
+    /// `Stale` answers received (each cost a re-issue).
+    pub stales: AtomicU64,
 }
 
 impl Meta {
@@ -74,29 +104,133 @@ impl Meta {
             viods,
             layout,
             key,
-            next_id: AtomicU64::new(1),
+            keys: test_keys(),
+            epoch: nfsp_keys::random_nonzero_u64().expect("random epoch"),
+            next_seq: AtomicU64::new(1),
+            instances: Mutex::new(HashMap::new()),
             window: 8,
             retransmits: AtomicU64::new(0),
+            stales: AtomicU64::new(0),
         }
     }
 
-    pub fn id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
+    /// A meta-server with no file layout, to send single requests.
+    pub fn simple() -> Meta {
+        Meta::new(
+            "127.0.0.1:0".parse().unwrap(),
+            Vec::new(),
+            StripeLayout::new(65536, 1, 0).unwrap(),
+            FileKey::new(1, 2, 3),
+        )
     }
 
-    pub fn encode(&self, id: u64, dest: SocketAddr, body: Body<'_>) -> Req {
+    pub fn next_id(&self) -> RequestId {
+        RequestId {
+            epoch: self.epoch,
+            seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// Leave `n` sequence numbers unused (to push old ones out of a window).
+    pub fn skip_seqs(&self, n: u64) {
+        self.next_seq.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The instance we know for an iod (0 = unknown).
+    pub fn instance_of(&self, a: &SocketAddr) -> u64 {
+        *self.instances.lock().unwrap().get(a).unwrap_or(&0)
+    }
+
+    pub fn learn(&self, a: SocketAddr, instance: u64) {
+        if instance != 0 {
+            self.instances.lock().unwrap().insert(a, instance);
+        }
+    }
+
+    pub fn forget_instances(&self) {
+        self.instances.lock().unwrap().clear();
+    }
+
+    /// Seal a message to `dest` with a fresh id, our current knowledge of
+    /// every iod's instance (header, hops, chain members) and `keys`.
+    pub fn encode_with(&self, keys: &Keys, dest: SocketAddr, body: Body<'_>) -> Req {
+        let mutation = matches!(
+            body.msg_type(),
+            MsgType::Write | MsgType::Commit | MsgType::Truncate | MsgType::Unlink
+        );
+        let id = self.next_id();
+        let mut tmp = vec![0u8; wire::MAX_DATAGRAM];
+        let n = Message::new(id, 0, body).encode(&mut tmp).expect("encode");
         let mut b = vec![0u8; wire::MAX_DATAGRAM];
-        let n = Message::new(id, body).encode(&mut b).expect("encode");
+        let inst = |a: &SocketAddr| self.instance_of(a);
+        let n = wire::restamp(keys, &tmp[..n], id, &dest, &inst, &mut b).expect("restamp");
         b.truncate(n);
-        Req { id, dest, bytes: b }
+        Req {
+            id,
+            dest,
+            bytes: b,
+            mutation,
+        }
+    }
+
+    pub fn encode(&self, dest: SocketAddr, body: Body<'_>) -> Req {
+        self.encode_with(&self.keys, dest, body)
+    }
+
+    /// The same request with a new id and the instances known now.
+    pub fn reissue(&self, r: &Req) -> Req {
+        let id = self.next_id();
+        let mut b = vec![0u8; wire::MAX_DATAGRAM];
+        let inst = |a: &SocketAddr| self.instance_of(a);
+        let n = wire::restamp(&self.keys, &r.bytes, id, &r.dest, &inst, &mut b).expect("restamp");
+        b.truncate(n);
+        Req {
+            id,
+            dest: r.dest,
+            bytes: b,
+            mutation: r.mutation,
+        }
+    }
+
+    /// Verify and decode an answer.
+    pub fn open<'a>(&self, b: &'a [u8]) -> Option<Message<'a>> {
+        wire::open(&self.keys, b).ok()
+    }
+
+    /// Wait up to `t` for one datagram.
+    pub fn recv_within(&self, t: Duration) -> Option<(Vec<u8>, SocketAddr)> {
+        let deadline = Instant::now() + t;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.sock.set_read_timeout(Some(left)).expect("timeout");
+            let r = self.sock.recv_from(&mut buf);
+            self.sock
+                .set_read_timeout(Some(Duration::from_millis(50)))
+                .expect("timeout");
+            if let Ok((n, from)) = r {
+                return Some((buf[..n].to_vec(), from));
+            }
+        }
+    }
+
+    /// Send raw bytes.
+    pub fn send_raw(&self, bytes: &[u8], to: SocketAddr) {
+        self.sock.send_to(bytes, to).expect("send");
     }
 
     /// Send all requests with at most `window` in flight; returns the
     /// replies in request order. Retransmits after 300 ms; panics after 30 s.
     pub fn transact(&self, reqs: &[Req]) -> Vec<Vec<u8>> {
+        let mut cur: Vec<Req> = reqs.to_vec();
         let mut replies: Vec<Option<Vec<u8>>> = vec![None; reqs.len()];
-        let index: HashMap<u64, usize> = reqs.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
-        let mut sent_at: HashMap<usize, Instant> = HashMap::new();
+        let mut index: HashMap<RequestId, usize> =
+            reqs.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
+        // index -> (last send, same-bytes retransmissions)
+        let mut sent_at: HashMap<usize, (Instant, u32)> = HashMap::new();
         let mut next = 0usize;
         let mut done = 0usize;
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -108,34 +242,59 @@ impl Meta {
                 reqs.len()
             );
             while sent_at.len() < self.window && next < reqs.len() {
-                self.sock
-                    .send_to(&reqs[next].bytes, reqs[next].dest)
-                    .expect("send");
-                sent_at.insert(next, Instant::now());
+                self.send_raw(&cur[next].bytes, cur[next].dest);
+                sent_at.insert(next, (Instant::now(), 0));
                 next += 1;
             }
             match self.sock.recv_from(&mut buf) {
-                Ok((n, _)) => {
-                    let Ok(m) = Message::decode(&buf[..n]) else {
+                Ok((n, from)) => {
+                    let Some(m) = self.open(&buf[..n]) else {
                         continue;
                     };
-                    if let Some(&i) = index.get(&m.request_id) {
-                        if replies[i].is_none() && sent_at.remove(&i).is_some() {
-                            replies[i] = Some(buf[..n].to_vec());
-                            done += 1;
-                        }
+                    self.learn(from, m.instance);
+                    let Some(&i) = index.get(&m.id) else { continue };
+                    if replies[i].is_some() || !sent_at.contains_key(&i) {
+                        continue;
                     }
+                    if let Body::Ack(Ack {
+                        status: Status::Stale,
+                        ..
+                    }) = m.body
+                    {
+                        self.stales.fetch_add(1, Ordering::Relaxed);
+                        if m.id == cur[i].id {
+                            cur[i] = self.reissue(&cur[i]);
+                            index.insert(cur[i].id, i);
+                            self.send_raw(&cur[i].bytes, cur[i].dest);
+                            sent_at.insert(i, (Instant::now(), 0));
+                        }
+                        continue;
+                    }
+                    replies[i] = Some(buf[..n].to_vec());
+                    sent_at.remove(&i);
+                    done += 1;
                 }
                 Err(_) => {
                     let now = Instant::now();
-                    for (i, t) in sent_at.iter_mut() {
-                        if now.duration_since(*t) > Duration::from_millis(300) {
-                            self.retransmits.fetch_add(1, Ordering::Relaxed);
-                            self.sock
-                                .send_to(&reqs[*i].bytes, reqs[*i].dest)
-                                .expect("resend");
-                            *t = now;
+                    let late: Vec<usize> = sent_at
+                        .iter()
+                        .filter(|(_, (t, _))| now.duration_since(*t) > Duration::from_millis(300))
+                        .map(|(i, _)| *i)
+                        .collect();
+                    for i in late {
+                        self.retransmits.fetch_add(1, Ordering::Relaxed);
+                        let tries = sent_at[&i].1;
+                        // Same bytes for a mutation (applied at most once);
+                        // a new id otherwise, or once the old one may have
+                        // left the iods' window.
+                        if cur[i].mutation && tries < 3 {
+                            sent_at.insert(i, (now, tries + 1));
+                        } else {
+                            cur[i] = self.reissue(&cur[i]);
+                            index.insert(cur[i].id, i);
+                            sent_at.insert(i, (now, 0));
                         }
+                        self.send_raw(&cur[i].bytes, cur[i].dest);
                     }
                 }
             }
@@ -143,15 +302,27 @@ impl Meta {
         replies.into_iter().map(|r| r.expect("reply")).collect()
     }
 
-    fn chain_of(&self, viod: u32) -> (SocketAddr, &[SocketAddr]) {
-        let m = &self.viods[viod as usize];
-        (m[0], &m[1..])
+    /// One request, its answer.
+    pub fn call(&self, dest: SocketAddr, body: Body<'_>) -> Vec<u8> {
+        self.transact(&[self.encode(dest, body)]).remove(0)
     }
 
-    fn expect_acks(&self, replies: &[Vec<u8>], op: MsgType) -> Vec<Ack> {
+    fn chain_of(&self, viod: u32) -> (SocketAddr, Vec<ChainMember>) {
+        let m = &self.viods[viod as usize];
+        let rest = m[1..]
+            .iter()
+            .map(|a| ChainMember {
+                addr: *a,
+                instance: 0,
+            })
+            .collect();
+        (m[0], rest)
+    }
+
+    pub fn expect_acks(&self, replies: &[Vec<u8>], op: MsgType) -> Vec<Ack> {
         replies
             .iter()
-            .map(|r| match Message::decode(r).expect("decode").body {
+            .map(|r| match self.open(r).expect("open").body {
                 Body::Ack(a) => {
                     assert_eq!(a.op, op);
                     a
@@ -161,8 +332,8 @@ impl Meta {
             .collect()
     }
 
-    /// Write `data` at file `offset` (split per block and per message).
-    pub fn write(&self, offset: u64, data: &[u8]) {
+    /// The WRITE requests of `data` at file `offset` (per block and message).
+    pub fn write_requests(&self, offset: u64, data: &[u8]) -> Vec<Req> {
         let mut reqs = Vec::new();
         for p in self
             .layout
@@ -176,7 +347,7 @@ impl Meta {
                 let s = (p.file_offset - offset + done) as usize;
                 let chain = Chain {
                     origin: self.addr,
-                    members: List::Items(rest),
+                    members: List::Items(&rest),
                 };
                 let body = Body::Write(wire::Write {
                     key: self.key,
@@ -184,16 +355,22 @@ impl Meta {
                     chain,
                     data: &data[s..s + n as usize],
                 });
-                reqs.push(self.encode(self.id(), head, body));
+                reqs.push(self.encode(head, body));
                 done += n;
             }
         }
+        reqs
+    }
+
+    /// Write `data` at file `offset` (split per block and per message).
+    pub fn write(&self, offset: u64, data: &[u8]) {
+        let reqs = self.write_requests(offset, data);
         for (a, r) in self
             .expect_acks(&self.transact(&reqs), MsgType::Write)
             .iter()
             .zip(&reqs)
         {
-            assert_eq!(a.status, Status::Ok, "write ack for {}", r.id);
+            assert_eq!(a.status, Status::Ok, "write ack for {:?}", r.id);
         }
     }
 
@@ -211,6 +388,7 @@ impl Meta {
                     addr,
                     local_offset: p.local_offset + done,
                     len: n as u32,
+                    instance: 0,
                 });
                 done += n;
             }
@@ -240,7 +418,7 @@ impl Meta {
         groups
     }
 
-    pub fn read_request(&self, id: u64, group: &[Hop], reply: ReplySpec<'_>) -> Req {
+    pub fn read_request(&self, group: &[Hop], reply: ReplySpec<'_>) -> Req {
         let body = Body::Read(wire::Read {
             key: self.key,
             local_offset: group[0].local_offset,
@@ -249,7 +427,7 @@ impl Meta {
             reply,
             gathered: &[],
         });
-        self.encode(id, group[0].addr, body)
+        self.encode(group[0].addr, body)
     }
 
     /// Relay-mode read of `[offset, offset+len)`.
@@ -257,11 +435,11 @@ impl Meta {
         let groups = self.read_groups(offset, len);
         let reqs: Vec<Req> = groups
             .iter()
-            .map(|g| self.read_request(self.id(), g, ReplySpec::Relay { origin: self.addr }))
+            .map(|g| self.read_request(g, ReplySpec::Relay { origin: self.addr }))
             .collect();
         let mut out = Vec::with_capacity(len as usize);
         for (r, g) in self.transact(&reqs).iter().zip(&groups) {
-            match Message::decode(r).expect("decode").body {
+            match self.open(r).expect("open").body {
                 Body::ReadReply(rr) => {
                     assert_eq!(rr.status, Status::Ok);
                     let want: usize = g.iter().map(|h| h.len as usize).sum();
@@ -281,10 +459,9 @@ impl Meta {
                 let (head, rest) = self.chain_of(v);
                 let chain = Chain {
                     origin: self.addr,
-                    members: List::Items(rest),
+                    members: List::Items(&rest),
                 };
                 self.encode(
-                    self.id(),
                     head,
                     Body::Commit(wire::Commit {
                         key: self.key,
@@ -303,11 +480,10 @@ impl Meta {
                 let (head, rest) = self.chain_of(v);
                 let chain = Chain {
                     origin: self.addr,
-                    members: List::Items(rest),
+                    members: List::Items(&rest),
                 };
                 let new_len = self.layout.local_len(v, size).expect("local len");
                 self.encode(
-                    self.id(),
                     head,
                     Body::Truncate(wire::Truncate {
                         key: self.key,
@@ -329,7 +505,6 @@ impl Meta {
             .flatten()
             .map(|a| {
                 self.encode(
-                    self.id(),
                     *a,
                     Body::Unlink(wire::Unlink {
                         keys: List::Items(&keys),
@@ -340,12 +515,18 @@ impl Meta {
         self.expect_acks(&self.transact(&reqs), MsgType::Unlink)
     }
 
-    /// PING one iod.
-    pub fn ping(&self, iod: SocketAddr) -> IodStats {
-        let r = self.transact(&[self.encode(self.id(), iod, Body::Ping)]);
-        match Message::decode(&r[0]).expect("decode").body {
-            Body::Pong(s) => s,
+    /// PING one iod: its counters and the instance its PONG carries.
+    pub fn ping_instance(&self, iod: SocketAddr) -> (IodStats, u64) {
+        let r = self.call(iod, Body::Ping);
+        let m = self.open(&r).expect("open");
+        match m.body {
+            Body::Pong(s) => (s, m.instance),
             other => panic!("expected pong, got {other:?}"),
         }
+    }
+
+    /// PING one iod.
+    pub fn ping(&self, iod: SocketAddr) -> IodStats {
+        self.ping_instance(iod).0
     }
 }

@@ -42,7 +42,16 @@ mod tests {
     fn scripts_name_every_subcommand() {
         for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
             let s = script(shell);
-            for sub in ["add-viod", "set-state", "fsck", "completions", "man"] {
+            for sub in [
+                "add-viod",
+                "set-state",
+                "fsck",
+                "genkey",
+                "load-key",
+                "rotate-key",
+                "completions",
+                "man",
+            ] {
                 assert!(s.contains(sub), "{shell}: {sub} missing");
             }
         }

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
-//! `iodctl fsck EXPORT_DIR [--json] [--delete] [--journal PATH] [--min-age S]`
+//! `iodctl fsck EXPORT_DIR [--json] [--delete] [--journal PATH] [--min-age S]
+//! [--key-file PATH | --insecure]`
 //!
 //! Cross-checks an nfsp export with its iods:
 //! * the live files: every regular file under EXPORT_DIR with a valid
@@ -64,6 +65,8 @@ pub struct Args {
     /// Time to wait for an iod's answer, in milliseconds (3 tries).
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     pub timeout_ms: u64,
+    #[command(flatten)]
+    pub keys: unlinkd::keys::KeyArgs,
 }
 
 /// A live nfsp file.
@@ -276,6 +279,7 @@ impl Args {
 
     /// Check, report, delete if asked.
     pub fn run(&self, ctl: &Control, cmd: &Command) -> anyhow::Result<()> {
+        let keys = self.keys.load()?;
         let viods: Viods =
             parse_list(&ctl.transact(cmd)?.join("\n"), "control file").context("viod list")?;
         let export = export_of(&self.export_dir)?;
@@ -299,7 +303,8 @@ impl Args {
             }
         }
         rep.iods = addrs.len();
-        let mut client = Client::new(Duration::from_millis(self.timeout_ms.max(1)), 3);
+        let mut client = Client::new(keys, Duration::from_millis(self.timeout_ms.max(1)), 3)
+            .context("iod client")?;
         let mut present: HashSet<(SocketAddr, FileKey)> = HashSet::new();
         let now = now_s();
         let pb = bar(Some(addrs.len() as u64), "iods");

@@ -62,6 +62,9 @@ mod tests {
             "iodctl-list.1",
             "iodctl-set-state.1",
             "iodctl-man.1",
+            "iodctl-genkey.1",
+            "iodctl-load-key.1",
+            "iodctl-rotate-key.1",
         ] {
             assert!(d.path().join("man1").join(f).exists(), "{f}");
         }

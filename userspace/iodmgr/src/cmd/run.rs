@@ -26,7 +26,8 @@ use iodmgr::resync::{Report, Resync, ResyncError};
 use iodmgr::status::{IodStatus, Snapshot};
 use log::{info, warn};
 use nfsp_proto::{Answer, Command, IodState, ListLine};
-use unlinkd::client::Client;
+use unlinkd::client::{Client, SharedKeys};
+use unlinkd::keys::KeyArgs;
 
 /// Arguments of `run`.
 #[derive(clap::Args, Debug)]
@@ -47,8 +48,11 @@ pub struct Args {
     /// median of its viod's other up members (and 50 ms).
     #[arg(long, value_name = "F", default_value_t = 10.0)]
     pub slow_factor: f64,
-    /// Serve OpenMetrics on GET http://ADDR:PORT/metrics.
-    #[arg(long, value_name = "ADDR:PORT")]
+    /// Serve OpenMetrics on GET http://ADDR:PORT/metrics. ADDR defaults to
+    /// 127.0.0.1 (loopback), PORT to 9477 (`--metrics` alone); 0.0.0.0:PORT
+    /// serves every interface.
+    #[arg(long, value_name = "[ADDR:]PORT", num_args = 0..=1,
+          default_missing_value = iodmgr::metrics::DEFAULT_ADDR, value_parser = metrics_addr)]
     pub metrics: Option<SocketAddr>,
     /// State file rewritten every interval (read by `iodmgr status`).
     #[arg(long, value_name = "PATH", default_value = iodmgr::DEFAULT_STATE)]
@@ -57,6 +61,22 @@ pub struct Args {
     /// module's iod timeout × tries, so writes in flight have landed).
     #[arg(long, value_name = "MS", default_value_t = 2000)]
     pub resync_pause_ms: u64,
+    /// Longest local file a re-sync believes an iod's listing about, in
+    /// bytes; longer ones are logged as errors and skipped.
+    #[arg(long, value_name = "BYTES", default_value_t = iodmgr::resync::DEFAULT_MAX_FILE_SIZE)]
+    pub max_file_size: u64,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+/// `--metrics`: ADDR:PORT, or a bare PORT on 127.0.0.1 (the metrics stay
+/// on the host unless an address is given).
+fn metrics_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port)));
+    }
+    s.parse()
+        .map_err(|_| format!("'{s}' is neither ADDR:PORT nor PORT"))
 }
 
 /// A re-sync thread.
@@ -78,6 +98,8 @@ struct Daemon {
     rx: Receiver<Done>,
     resync_pause: Duration,
     warned: bool,
+    keys: SharedKeys,
+    max_file_size: u64,
 }
 
 /// The member lines of a `list` answer.
@@ -111,6 +133,8 @@ impl Args {
         for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
             signal_hook::flag::register(sig, Arc::clone(&stop)).context("signal handler")?;
         }
+        let keys = SharedKeys::new(self.keys.load()?);
+        let reload = self.keys.reloader(keys.clone())?;
         // One monitor per state file (two would fight over the members).
         if let Some(dir) = self.state.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -135,7 +159,7 @@ impl Args {
         if let Some(addr) = self.metrics {
             let l = std::net::TcpListener::bind(addr)
                 .with_context(|| format!("metrics endpoint {addr}"))?;
-            iodmgr::metrics::serve(l, Arc::clone(&shared));
+            iodmgr::metrics::serve(l, Arc::clone(&shared)).context("metrics thread")?;
             info!("metrics on http://{addr}/metrics");
         }
         let interval = Duration::from_millis(self.interval_ms);
@@ -148,16 +172,19 @@ impl Args {
         let mut d = Daemon {
             ctl: Control::new(self.control.clone()),
             monitor: Monitor::new(cfg, &remembered),
-            client: Client::new(interval, 1),
+            client: Client::new(keys.clone(), interval, 1).context("iod client")?,
             jobs: BTreeMap::new(),
             tx,
             rx,
             resync_pause: Duration::from_millis(self.resync_pause_ms),
             warned: false,
+            keys,
+            max_file_size: self.max_file_size,
         };
         // The line scripts wait for.
         println!("iodmgr running");
         while !stop.load(Ordering::Relaxed) {
+            reload.poll();
             let start = Instant::now();
             if let Some(iods) = d.round(interval) {
                 if let Ok(mut g) = shared.lock() {
@@ -267,6 +294,16 @@ impl Daemon {
     /// Set `addr` resync and start copying to it; false if the control
     /// file refused.
     fn start_resync(&mut self, viod: u32, addr: SocketAddr, source: SocketAddr) -> bool {
+        // Its own client (socket, ids), the shared keys (SIGHUP reloads).
+        let client = match Client::new(self.keys.clone(), Duration::from_millis(300), 4) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!("viod {viod}: {addr}: re-sync client: {e}");
+                self.monitor
+                    .resync_finished(viod, addr, false, Instant::now());
+                return false;
+            }
+        };
         if !self.set_state(viod, addr, IodState::Resync) {
             self.monitor
                 .resync_finished(viod, addr, false, Instant::now());
@@ -280,13 +317,14 @@ impl Daemon {
             source,
         };
         let r = Resync {
-            client: Client::new(Duration::from_millis(300), 4),
+            client,
             source,
             target: addr,
             abort: Arc::clone(&job.abort),
             progress: Arc::clone(&job.progress),
             pause: self.resync_pause,
             max_rounds: 10,
+            max_file_size: self.max_file_size,
         };
         let tx = self.tx.clone();
         std::thread::spawn(move || {
@@ -307,14 +345,18 @@ impl Daemon {
             .into_iter()
             .collect();
         let answers = self.client.ping_many(&addrs, interval);
-        let pings: HashMap<SocketAddr, Duration> = addrs
+        let pongs: HashMap<SocketAddr, unlinkd::client::Pong> = addrs
             .iter()
             .zip(answers)
-            .filter_map(|(a, r)| r.map(|(rtt, _)| (*a, rtt)))
+            .filter_map(|(a, r)| r.map(|p| (*a, p)))
             .collect();
+        let pings: HashMap<SocketAddr, Duration> =
+            pongs.iter().map(|(a, p)| (*a, p.rtt)).collect();
         let actions = self
             .monitor
             .round(&list, &pings, Instant::now(), SystemTime::now());
+        let instances = pongs.iter().map(|(a, p)| (*a, p.instance)).collect();
+        self.monitor.note_instances(&instances);
         let mut list = list;
         for a in actions {
             match a {
@@ -361,6 +403,45 @@ impl Daemon {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        run: Args,
+    }
+
+    fn metrics(args: &[&str]) -> Result<Option<SocketAddr>, clap::Error> {
+        use clap::Parser;
+        let argv = std::iter::once("run").chain(args.iter().copied());
+        Cli::try_parse_from(argv).map(|c| c.run.metrics)
+    }
+
+    #[test]
+    fn metrics_bind_loopback_by_default() {
+        let lo = |port: u16| Some(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port)));
+        assert_eq!(metrics(&[]).unwrap(), None, "off unless asked for");
+        assert_eq!(
+            metrics(&["--metrics"]).unwrap(),
+            lo(iodmgr::metrics::DEFAULT_PORT)
+        );
+        assert_eq!(
+            metrics(&["--metrics", "--misses", "2"]).unwrap(),
+            lo(iodmgr::metrics::DEFAULT_PORT)
+        );
+        assert_eq!(metrics(&["--metrics", "9100"]).unwrap(), lo(9100));
+        assert_eq!(metrics(&["--metrics=9100"]).unwrap(), lo(9100));
+        // An explicit address is kept (all interfaces only when asked).
+        assert_eq!(
+            metrics(&["--metrics", "0.0.0.0:9477"]).unwrap(),
+            Some("0.0.0.0:9477".parse().unwrap())
+        );
+        assert_eq!(
+            metrics(&["--metrics", "[::1]:9477"]).unwrap(),
+            Some("[::1]:9477".parse().unwrap())
+        );
+        assert!(metrics(&["--metrics", "somewhere"]).is_err());
+        assert!(metrics(&["--metrics", "70000"]).is_err());
+    }
 
     #[test]
     fn parses_the_list_answer() {

@@ -13,7 +13,8 @@ pub struct Args {
     /// The state file the daemon rewrites every interval.
     #[arg(long, value_name = "PATH", default_value = iodmgr::DEFAULT_STATE)]
     pub state: PathBuf,
-    /// Print the state file's JSON: {"updated":S,"interval_ms":N,"pid":P,"iods":[...]}.
+    /// Print the state file's JSON: {"updated":S,"interval_ms":N,"pid":P,"iods":[...]}
+    /// (each iod with its "instance", 16 hex digits, and "restarts").
     #[arg(long)]
     pub json: bool,
 }
@@ -28,6 +29,7 @@ pub fn table(s: &Snapshot, now: u64) -> String {
         "MISSES",
         "LAST SEEN",
         "RESYNCED",
+        "RESTARTS",
         "NOTE",
     ]
     .map(String::from)
@@ -44,6 +46,7 @@ pub fn table(s: &Snapshot, now: u64) -> String {
                 format!("{} s ago", now.saturating_sub(t))
             }),
             format!("{} B", i.resync_bytes),
+            i.restarts.to_string(),
             format!(
                 "{}{}",
                 if i.stale && i.state != "up" {

@@ -10,7 +10,8 @@
 //!    exponential back-off (from the timeout, doubled up to
 //!    `--max-backoff`), without holding up the others.
 //! 3. A record all of whose members acknowledged is marked done in the
-//!    journal; the journal is compacted when everything is done.
+//!    journal; the journal is compacted when everything is done (not
+//!    while it has corrupt regions: they stay as evidence).
 //!
 //! At start the journal is replayed: its pending records are carried out
 //! before (and beside) new ones. SIGTERM/SIGINT stop the loop between two
@@ -31,8 +32,9 @@ use log::{info, warn};
 use nfsp_proto::unlink::{UnlinkAck, UnlinkRecord, ACK_LEN, RECORD_LEN};
 use nfsp_proto::wire::MAX_UNLINK_KEYS;
 use nfsp_proto::FileKey;
-use unlinkd::client::Client;
+use unlinkd::client::{Client, SharedKeys};
 use unlinkd::journal::Journal;
+use unlinkd::keys::KeyArgs;
 use unlinkd::members::{self, Viods};
 
 /// Arguments of `run`.
@@ -56,6 +58,8 @@ pub struct Args {
     /// How often the device is polled when idle, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 100)]
     pub poll_ms: u64,
+    #[command(flatten)]
+    pub keys: KeyArgs,
 }
 
 /// Per-iod retry state.
@@ -86,6 +90,8 @@ impl Args {
         for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
             signal_hook::flag::register(sig, Arc::clone(&stop)).context("signal handler")?;
         }
+        let keys = SharedKeys::new(self.keys.load()?);
+        let reload = self.keys.reloader(keys.clone())?;
         if let Some(dir) = self.journal.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
@@ -98,6 +104,16 @@ impl Args {
             st.pending.len(),
             st.pending_bytes()
         );
+        if st.corrupt > 0 {
+            log::error!(
+                "journal {}: {} corrupt region(s), {} bytes from byte {}, skipped (the entries \
+                 around them are kept); the journal is not compacted while they are in it",
+                self.journal.display(),
+                st.corrupt,
+                st.corrupt_bytes,
+                st.first_corrupt.unwrap_or(0)
+            );
+        }
         let dev = OpenOptions::new()
             .read(true)
             .write(true)
@@ -111,7 +127,7 @@ impl Args {
             journal,
             dev,
             control: self.control.clone(),
-            client: Client::new(timeout, 1),
+            client: Client::new(keys, timeout, 1).context("iod client")?,
             todo: HashMap::new(),
             viods: None,
             backoff: HashMap::new(),
@@ -124,11 +140,22 @@ impl Args {
         println!("unlinkd running");
         let poll = Duration::from_millis(self.poll_ms.max(1));
         while !stop.load(Ordering::Relaxed) {
+            reload.poll();
             let got = d.drain()?;
             let worked = d.unlink_round(&stop)?;
             if d.journal.wants_compaction() {
                 d.journal.compact().context("compacting the journal")?;
                 log::debug!("journal compacted");
+            } else if d.journal.compaction_held_back() {
+                let st = d.journal.state();
+                let msg = format!(
+                    "journal {}: not compacted: {} corrupt region(s) ({} bytes) kept as \
+                     evidence; it grows until replaced by hand",
+                    self.journal.display(),
+                    st.corrupt,
+                    st.corrupt_bytes
+                );
+                d.warn_once(msg);
             }
             if got == 0 && !worked {
                 std::thread::sleep(poll);

@@ -12,7 +12,8 @@ pub struct Args {
     /// The journal to read.
     #[arg(long, value_name = "PATH", default_value = unlinkd::DEFAULT_JOURNAL)]
     pub journal: PathBuf,
-    /// Print JSON: {"pending":N,"bytes":B,"entries":E,"corrupt":C}.
+    /// Print JSON: {"pending":N,"bytes":B,"entries":E,"corrupt":C,
+    /// "corrupt_bytes":CB,"first_corrupt":OFFSET|null}.
     #[arg(long)]
     pub json: bool,
 }
@@ -28,6 +29,8 @@ impl Args {
                 "bytes": st.pending_bytes(),
                 "entries": st.entries,
                 "corrupt": st.corrupt,
+                "corrupt_bytes": st.corrupt_bytes,
+                "first_corrupt": st.first_corrupt,
             });
             println!("{}", serde_json::to_string(&v).context("JSON")?);
         } else {
@@ -38,7 +41,12 @@ impl Args {
                 self.journal.display(),
                 st.entries,
                 if st.corrupt > 0 {
-                    format!(", {} corrupt", st.corrupt)
+                    format!(
+                        ", {} corrupt region(s), {} bytes from byte {}",
+                        st.corrupt,
+                        st.corrupt_bytes,
+                        st.first_corrupt.unwrap_or(0)
+                    )
                 } else {
                     String::new()
                 }
