@@ -28,6 +28,7 @@ tools:
 
 unit-test:
 	$(CARGO) test --workspace
+	userspace/systemd/check-units
 
 vm-test: kernel nfs-utils kmod tools
 	qemu-test/tests

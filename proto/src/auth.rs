@@ -63,6 +63,21 @@ fn g(v: &mut [u32; 16], a: usize, b: usize, c: usize, d: usize, x: u32, y: u32) 
     v[b] = (v[b] ^ v[c]).rotate_right(7);
 }
 
+/// One round on the state words, with `SIGMA[$r]` as constant indices (so
+/// that no index is checked or loaded at run time).
+macro_rules! round {
+    ($v:ident, $m:ident, $r:expr) => {
+        g(&mut $v, 0, 4, 8, 12, $m[SIGMA[$r][0]], $m[SIGMA[$r][1]]);
+        g(&mut $v, 1, 5, 9, 13, $m[SIGMA[$r][2]], $m[SIGMA[$r][3]]);
+        g(&mut $v, 2, 6, 10, 14, $m[SIGMA[$r][4]], $m[SIGMA[$r][5]]);
+        g(&mut $v, 3, 7, 11, 15, $m[SIGMA[$r][6]], $m[SIGMA[$r][7]]);
+        g(&mut $v, 0, 5, 10, 15, $m[SIGMA[$r][8]], $m[SIGMA[$r][9]]);
+        g(&mut $v, 1, 6, 11, 12, $m[SIGMA[$r][10]], $m[SIGMA[$r][11]]);
+        g(&mut $v, 2, 7, 8, 13, $m[SIGMA[$r][12]], $m[SIGMA[$r][13]]);
+        g(&mut $v, 3, 4, 9, 14, $m[SIGMA[$r][14]], $m[SIGMA[$r][15]]);
+    };
+}
+
 fn compress(h: &mut [u32; 8], block: &[u8; BLOCK], t: u64, last: bool) {
     let mut m = [0u32; 16];
     for (w, c) in m.iter_mut().zip(block.chunks_exact(4)) {
@@ -77,16 +92,16 @@ fn compress(h: &mut [u32; 8], block: &[u8; BLOCK], t: u64, last: bool) {
     if last {
         v[14] = !v[14];
     }
-    for s in &SIGMA {
-        g(&mut v, 0, 4, 8, 12, m[s[0]], m[s[1]]);
-        g(&mut v, 1, 5, 9, 13, m[s[2]], m[s[3]]);
-        g(&mut v, 2, 6, 10, 14, m[s[4]], m[s[5]]);
-        g(&mut v, 3, 7, 11, 15, m[s[6]], m[s[7]]);
-        g(&mut v, 0, 5, 10, 15, m[s[8]], m[s[9]]);
-        g(&mut v, 1, 6, 11, 12, m[s[10]], m[s[11]]);
-        g(&mut v, 2, 7, 8, 13, m[s[12]], m[s[13]]);
-        g(&mut v, 3, 4, 9, 14, m[s[14]], m[s[15]]);
-    }
+    round!(v, m, 0);
+    round!(v, m, 1);
+    round!(v, m, 2);
+    round!(v, m, 3);
+    round!(v, m, 4);
+    round!(v, m, 5);
+    round!(v, m, 6);
+    round!(v, m, 7);
+    round!(v, m, 8);
+    round!(v, m, 9);
     for i in 0..8 {
         h[i] ^= v[i] ^ v[i + 8];
     }

@@ -799,6 +799,13 @@ fn put_header(
     id: RequestId,
     instance: u64,
 ) -> Result<()> {
+    // The decoder's limits: no unknown flag, no epoch 0.
+    if flags != 0 {
+        return Err(ProtoError::InvalidField("flags"));
+    }
+    if id.epoch == 0 {
+        return Err(ProtoError::InvalidField("epoch"));
+    }
     w.u32_le(MAGIC)?;
     w.u8(VERSION)?;
     w.u8(t as u8)?;

@@ -17,6 +17,7 @@ here=$(dirname "$0")
 . "$here/../lib/cluster.sh"
 top=$(cd "$here/../.." && pwd)
 nfsp_scenario_start
+: > /tmp/attack.numbers
 
 bin=$top/target/release
 attack() { on client2 "$bin/nfsp-attack" "$@"; }
@@ -97,7 +98,7 @@ capture() {
 	legit_load
 	wait "$pid"
 	stop_load
-	tshark -r /tmp/iod.pcapng -Y 'udp.dstport == 7000' \
+	tshark -r /tmp/iod.pcapng -Y 'udp.dstport == 7000 && !icmp' \
 		-T fields -e ip.dst -e udp.dstport -e udp.payload > /tmp/iod-capture.txt 2> /dev/null
 	echo "captured $(wc -l < /tmp/iod-capture.txt) datagrams to the iods"
 	[ -s /tmp/iod-capture.txt ] && [ ! -e /tmp/fio.fail ]
@@ -106,14 +107,18 @@ check "legitimate traffic captured on the bridge (fio verified meanwhile)" captu
 
 # The cluster key id and the file keys seen on the wire (an attacker's
 # knowledge: they travel in clear).
-read -r key_id files < <(python3 - <<'EOF'
+# (no process substitution: the VM has no /dev/fd)
+/usr/bin/python3 - > /tmp/wire-facts.txt <<'EOF'
 import struct
 ids, keys = set(), set()
 for line in open('/tmp/iod-capture.txt'):
     w = line.split()
     if len(w) < 3:
         continue
-    p = bytes.fromhex(w[2].replace(':', ''))
+    try:
+        p = bytes.fromhex(w[2].replace(':', ''))
+    except ValueError:
+        continue
     if len(p) < 80 or p[:4] != b'NFSP':
         continue
     ids.add(struct.unpack_from('<I', p, 8)[0])
@@ -122,11 +127,12 @@ for line in open('/tmp/iod-capture.txt'):
 print('%08x' % min(ids) if ids else '00000001',
       ','.join('%x:%x:%x' % k for k in sorted(keys)[:4]))
 EOF
-)
+read -r key_id files < /tmp/wire-facts.txt
 file_args=()
 IFS=, read -ra fl <<< "$files"
 for f in "${fl[@]}"; do file_args+=(--file "$f"); done
-echo "nfsp-attack: cluster key id $key_id, ${#fl[@]} file keys from the capture"
+echo "nfsp-attack: cluster key id $key_id, ${#fl[@]} file keys from the capture" | tee -a /tmp/attack.numbers
+[ -n "$key_id" ] || { echo "no key id: capture starts with"; head -c 400 /tmp/iod-capture.txt; echo; }
 
 # Bytes the iods transmitted (their veth, bridge side, receives them).
 iods_tx() {
@@ -137,22 +143,45 @@ iods_tx() {
 	echo "$t"
 }
 
+# iod_stat FIELD: the sum of a counter over the iods (SIGUSR1 makes each
+# log a 'stats {json}' line).
+iod_stat() {
+	local i pid t=0 v
+	for ((i = 1; i <= IODS; i++)); do
+		pid=$(cat "/run/nfsp/iod$i.pid") || return 1
+		kill -USR1 "$pid" || return 1
+	done
+	sleep 0.5
+	for ((i = 1; i <= IODS; i++)); do
+		v=$(grep -o 'stats {.*}' "/tmp/iod$i.log" | tail -1 | cut -c7- | jq -r ".$1") || return 1
+		t=$((t + v))
+	done
+	echo "$t"
+}
+
 amplification() {
-	local q0 q1 a0 a1 quiet noisy sent out
+	local q0 q1 a0 a1 quiet noisy sent out b0 b1 r0 r1 forged
 	sleep 1
 	q0=$(iods_tx); sleep 5; q1=$(iods_tx)
+	b0=$(iod_stat bad_auth) && r0=$(( $(iod_stat replays) + $(iod_stat refused) )) || return 1
 	a0=$(iods_tx)
 	out=$( { attack forge "${targets[@]}" --key-id "$key_id" "${file_args[@]}" --rounds 10 &&
 		attack replay --capture /tmp/iod-capture.txt --times 2; } ) || return 1
 	sleep 1
 	a1=$(iods_tx)
+	b1=$(iod_stat bad_auth) && r1=$(( $(iod_stat replays) + $(iod_stat refused) )) || return 1
 	echo "$out"
+	forged=$(jq -s 'map(select(.attack == "forge")) | map(.sent) | add' <<< "$out")
+	echo "nfsp-attack: iods bad_auth +$((b1 - b0)) (forged datagrams sent: $forged), replays+refused +$((r1 - r0))" | tee -a /tmp/attack.numbers
+	# Every forged datagram was dropped for its tag; the replays as replays.
+	[ $((b1 - b0)) -ge "$forged" ] && [ $((r1 - r0)) -gt 0 ] || return 1
 	sent=$(jq -s 'map(.sent_bytes) | add' <<< "$out")
 	quiet=$((q1 - q0))
 	noisy=$((a1 - a0))
 	echo "iods sent $quiet bytes in 5 s of quiet, $noisy bytes during the attack; attacker sent $sent bytes"
+	echo "nfsp-attack: iods sent $quiet bytes in 5 s of quiet, $noisy bytes during the attack; attacker sent $sent bytes" >> /tmp/attack.numbers
 	echo "nfsp-attack: amplification $(awk -v n="$noisy" -v q="$quiet" -v s="$sent" \
-		'BEGIN {x = n - q; if (x < 0) x = 0; printf "%.4f", x / s}') (iod bytes caused / attacker bytes)"
+		'BEGIN {x = n - q; if (x < 0) x = 0; printf "%.4f", x / s}') (iod bytes caused / attacker bytes)" | tee -a /tmp/attack.numbers
 	# Whatever the iods sent beyond their heartbeats must be less than
 	# what the attacker sent; nothing may come back to the attacker.
 	[ $((noisy - quiet)) -lt "$sent" ] &&
@@ -186,7 +215,8 @@ under_attack() {
 	wait "$slow" "$flood" "$forged" "$forge"
 	stop_load
 	cat /tmp/slow.json /tmp/flood.json /tmp/forged.json /tmp/forge2.json
-	echo "nfsp-attack: PING median ${base} us without attack, ${during} us under attack; scrape $((t1 - t0)) ms under slowloris"
+	echo "nfsp-attack: PING median ${base} us without attack, ${during} us under attack; scrape $((t1 - t0)) ms under slowloris" | tee -a /tmp/attack.numbers
+	jq -c . /tmp/slow.json /tmp/flood.json /tmp/forged.json /tmp/forge2.json >> /tmp/attack.numbers
 	[ ! -e /tmp/fio.fail ] || { cat /tmp/fio.fail /tmp/fio.log >&2; return 1; }
 	[ "$during" -le $((2 * base + 2000)) ] || { echo "PING latency more than doubled" >&2; return 1; }
 	[ $((t1 - t0)) -lt 2000 ]
@@ -202,15 +232,35 @@ check "no iod was marked down" all_up
 check "files written before the attack are still unchanged" \
 	on client1 sh -c 'cd /mnt/nfsp-tcp && sha256sum -c' < /tmp/keep.sha
 
-iod_counters() {
+# Key rotation under load: prepare, reload everyone, commit, reload,
+# finish, reload, while fio verifies; the module ends signing with the new
+# key and accepting no other.
+hup_all() {
 	local i
-	for ((i = 1; i <= IODS; i++)); do
-		grep -o 'bad_auth=[0-9]*\|replays=[0-9]*\|refused=[0-9]*' "/tmp/iod$i.log" | tail -3 | tr '\n' ' '
-		echo " (iod$i)"
-	done
-	jq -r '.iods // . | .[] | "\(.iod) bad_auth=\(.bad_auth // "?") replays=\(.replays // "?")"' "$state"
+	for ((i = 1; i <= IODS; i++)); do kill -HUP "$(cat "/run/nfsp/iod$i.pid")" || return 1; done
+	kill -HUP "$(cat /run/nfsp/iodmgr-attack.pid)" || return 1
+	sleep 1
 }
-check "iod counters (dropped unauthenticated and replayed datagrams)" iod_counters
+module_key() { on meta "$bin/iodctl" stats --json | jq -r ".$1"; }
+rotation() {
+	local old new
+	old=$(module_key key_sign_id)
+	legit_load
+	sleep 2
+	on meta "$bin/iodctl" rotate-key prepare && hup_all &&
+		on meta "$bin/iodctl" rotate-key commit && hup_all &&
+		on meta "$bin/iodctl" rotate-key finish && hup_all || { stop_load; return 1; }
+	sleep 2
+	stop_load
+	new=$(module_key key_sign_id)
+	echo "nfsp-attack: key rotated under load: module signs with $new (was $old), accepts $(module_key key_accept_id)" |
+		tee -a /tmp/attack.numbers
+	[ ! -e /tmp/fio.fail ] || { cat /tmp/fio.fail /tmp/fio.log >&2; return 1; }
+	[ "$new" != "$old" ] && [ "$(module_key key_accept_id)" = 0 ] && [ "$new" != 0 ]
+}
+check "key rotation (prepare, commit, finish) under a verified load" rotation
+check "no iod was marked down during the rotation" all_up
 
 kill "$(cat /run/nfsp/iodmgr-attack.pid)" 2>/dev/null
+cat /tmp/attack.numbers
 summary

@@ -82,7 +82,11 @@ fn out(args: std::fmt::Arguments<'_>) {
 
 fn describe(keys: &Keys) -> String {
     match (keys.signing(), keys.accepted()) {
-        (Some(s), Some(a)) => format!("signing with key {:08x}, also accepting {:08x}", s.id(), a.id()),
+        (Some(s), Some(a)) => format!(
+            "signing with key {:08x}, also accepting {:08x}",
+            s.id(),
+            a.id()
+        ),
         (Some(s), None) => format!("signing with key {:08x}", s.id()),
         _ => "no key".into(),
     }
@@ -175,4 +179,53 @@ fn main() -> anyhow::Result<()> {
         out(format_args!("{}", Stats::to_json(&stats.snapshot())));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli() {
+        Args::command().debug_assert();
+        let p = |s: &str| parse_meta(s);
+        assert_eq!(p("10.0.0.1"), Ok("10.0.0.1:2049".parse().unwrap()));
+        assert_eq!(p("10.0.0.1:20"), Ok("10.0.0.1:20".parse().unwrap()));
+        assert_eq!(p("[::1]"), Ok("[::1]:2049".parse().unwrap()));
+        assert_eq!(p("::1"), Ok("[::1]:2049".parse().unwrap()));
+        assert_eq!(p("[::1]:7"), Ok("[::1]:7".parse().unwrap()));
+        assert!(p("meta").is_err());
+        let a = Args::try_parse_from([
+            "iod",
+            "--listen",
+            "0.0.0.0:7000",
+            "--data",
+            "/d",
+            "--meta",
+            "10.0.0.1",
+            "--peer",
+            "10.0.0.11:7000",
+            "--peer",
+            "10.0.0.12:7000",
+        ])
+        .unwrap();
+        assert_eq!(a.key_file, PathBuf::from(nfsp_keys::DEFAULT_KEY_FILE));
+        assert_eq!(
+            (a.meta.len(), a.peers.len(), a.max_file_size),
+            (1, 2, 1 << 40)
+        );
+        assert!(!a.insecure);
+        let both = [
+            "iod",
+            "--listen",
+            "0.0.0.0:7000",
+            "--data",
+            "/d",
+            "--insecure",
+            "--key-file",
+            "/k",
+        ];
+        assert!(Args::try_parse_from(both).is_err());
+    }
 }

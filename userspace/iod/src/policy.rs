@@ -70,7 +70,9 @@ pub fn local_ips() -> HashSet<IpAddr> {
                 }
             }
         }
-        Err(e) => log::error!("getifaddrs: {e}: only loopback and the listen address count as local"),
+        Err(e) => {
+            log::error!("getifaddrs: {e}: only loopback and the listen address count as local")
+        }
     }
     set
 }
@@ -167,7 +169,9 @@ impl AddrPolicy {
         let ip = client.ip().to_canonical();
         let peer_ip = self.peers.iter().any(|p| p.ip() == ip);
         let unicast = match ip {
-            IpAddr::V4(v4) => !(v4.is_multicast() || v4.is_broadcast() || v4 == Ipv4Addr::UNSPECIFIED),
+            IpAddr::V4(v4) => {
+                !(v4.is_multicast() || v4.is_broadcast() || v4 == Ipv4Addr::UNSPECIFIED)
+            }
             IpAddr::V6(v6) => !(v6.is_multicast() || v6 == Ipv6Addr::UNSPECIFIED),
         };
         if client.port() == 0 || !unicast || peer_ip || self.is_local_ip(ip) {
@@ -200,15 +204,25 @@ mod tests {
         let p = AddrPolicy::new(
             a("127.0.0.1:7000"),
             &[a("10.1.0.1:2049")],
-            &[a("127.0.0.1:7000"), a("127.0.0.1:7001"), a("10.1.0.12:7000")],
+            &[
+                a("127.0.0.1:7000"),
+                a("127.0.0.1:7001"),
+                a("10.1.0.12:7000"),
+            ],
         );
         // self, even when listed as a peer, on any local address
-        assert_eq!(p.check_next(a("127.0.0.1:7000")), Err(Violation::IsSelf(a("127.0.0.1:7000"))));
+        assert_eq!(
+            p.check_next(a("127.0.0.1:7000")),
+            Err(Violation::IsSelf(a("127.0.0.1:7000")))
+        );
         assert!(p.is_self(a("127.0.0.2:7000")));
         assert!(p.is_self(a("[::ffff:127.0.0.1]:7000")));
         assert_eq!(p.check_next(a("127.0.0.1:7001")), Ok(()));
         assert_eq!(p.check_next(a("[::ffff:10.1.0.12]:7000")), Ok(()));
-        assert_eq!(p.check_next(a("10.1.0.13:7000")), Err(Violation::NotPeer(a("10.1.0.13:7000"))));
+        assert_eq!(
+            p.check_next(a("10.1.0.13:7000")),
+            Err(Violation::NotPeer(a("10.1.0.13:7000")))
+        );
         assert!(p.check_next(a("10.1.0.12:7001")).is_err());
         assert_eq!(p.check_hop(a("127.0.0.1:7000")), Ok(()));
         assert_eq!(p.check_hop(a("10.1.0.12:7000")), Ok(()));
@@ -232,8 +246,13 @@ mod tests {
         }
         // origins: first hops must name themselves; peers forward anyone's
         assert_eq!(p.check_origin(a("10.1.0.1:900"), a("10.1.0.1:901")), Ok(()));
-        assert!(p.check_origin(a("10.1.0.2:900"), a("10.1.0.1:901")).is_err());
-        assert_eq!(p.check_origin(a("10.1.0.1:900"), a("127.0.0.1:7001")), Ok(()));
+        assert!(p
+            .check_origin(a("10.1.0.2:900"), a("10.1.0.1:901"))
+            .is_err());
+        assert_eq!(
+            p.check_origin(a("10.1.0.1:900"), a("127.0.0.1:7001")),
+            Ok(())
+        );
         assert!(p.is_meta(a("[::ffff:10.1.0.1]:2049")));
     }
 }

@@ -144,7 +144,9 @@ impl EpochWindow {
         for i in (0..WORDS).rev() {
             let src = i.checked_sub(words);
             let hi = src.map_or(0, |s| self.bits[s]);
-            let lo = src.and_then(|s| s.checked_sub(1)).map_or(0, |s| self.bits[s]);
+            let lo = src
+                .and_then(|s| s.checked_sub(1))
+                .map_or(0, |s| self.bits[s]);
             self.bits[i] = if bits == 0 {
                 hi
             } else {
@@ -154,7 +156,10 @@ impl EpochWindow {
     }
 
     fn cached(&self, seq: u64) -> Option<State> {
-        self.cache.iter().find(|(s, _)| *s == seq).map(|(_, st)| *st)
+        self.cache
+            .iter()
+            .find(|(s, _)| *s == seq)
+            .map(|(_, st)| *st)
     }
 }
 
@@ -346,7 +351,7 @@ mod tests {
             Verdict::Duplicate(Some(State::Done(Done::Acked { ack, to })))
         );
         t.finish(id(1, 2), Done::Forwarded); // never seen: ignored
-        // the cache is bounded: the oldest entries leave
+                                             // the cache is bounded: the oldest entries leave
         for s in 2..2 + REPLY_CACHE as u64 {
             assert_eq!(chk(&mut t, id(1, s), true), Verdict::New);
         }
@@ -354,6 +359,19 @@ mod tests {
         assert_eq!(
             chk(&mut t, id(1, 2), true),
             Verdict::Duplicate(Some(State::InProgress))
+        );
+    }
+
+    #[test]
+    fn memory_per_epoch() {
+        // The bound the README states: bitmap + two full caches.
+        let per = std::mem::size_of::<EpochWindow>()
+            + REPLY_CACHE * std::mem::size_of::<(u64, State)>()
+            + REPLY_CACHE * std::mem::size_of::<(u64, u8)>();
+        assert!(per <= 6 * 1024, "{per} bytes per epoch");
+        eprintln!(
+            "replay table: {per} bytes per epoch, {} KiB at most",
+            per * MAX_EPOCHS / 1024
         );
     }
 
@@ -388,6 +406,9 @@ mod tests {
         assert_eq!(t.check(id(5, 1), Kind::Other, |_| 99), (Verdict::New, 99));
         assert_eq!((t.len(), t.rotations()), (1, 1));
         // epoch 1's seq 1 is "new" again, but requests name instance 7
-        assert_eq!(t.check(id(1, 1), Kind::Mutation, |_| 100), (Verdict::New, 99));
+        assert_eq!(
+            t.check(id(1, 1), Kind::Mutation, |_| 100),
+            (Verdict::New, 99)
+        );
     }
 }

@@ -373,7 +373,6 @@ impl Shared {
         }
         (v, inst)
     }
-
 }
 
 /// A random instance different from `old`.
@@ -431,7 +430,9 @@ fn worker(sock: UdpSocket, sh: Arc<Shared>, stop: Arc<AtomicBool>) {
         if sh.policy.is_meta(src) {
             // Only our own direct replies come from there.
             Stats::add(&sh.stats.refused, 1);
-            sh.warn_limited(format_args!("dropping a datagram from meta-server address {src}"));
+            sh.warn_limited(format_args!(
+                "dropping a datagram from meta-server address {src}"
+            ));
             continue;
         }
         let Some(dgram) = rbuf.get(..n) else { continue };
@@ -445,7 +446,9 @@ fn worker(sock: UdpSocket, sh: Arc<Shared>, stop: Arc<AtomicBool>) {
                     &sh.stats.malformed
                 };
                 Stats::add(c, 1);
-                sh.warn_limited(format_args!("dropping a datagram ({n} bytes) from {src}: {e}"));
+                sh.warn_limited(format_args!(
+                    "dropping a datagram ({n} bytes) from {src}: {e}"
+                ));
                 continue;
             }
         };
@@ -511,7 +514,8 @@ fn send_msg(cx: &Ctx<'_>, m: &Message<'_>, to: SocketAddr, sbuf: &mut [u8]) -> b
     match m.seal(&cx.keys, sbuf) {
         Ok(n) => send(cx.sock, cx.sh, sbuf.get(..n).unwrap_or(&[]), to),
         Err(e) => {
-            cx.sh.warn_limited(format_args!("encode {:?}: {e}", m.body.msg_type()));
+            cx.sh
+                .warn_limited(format_args!("encode {:?}: {e}", m.body.msg_type()));
             false
         }
     }
@@ -627,7 +631,10 @@ fn handle(mut cx: Ctx<'_>, msg: &Message<'_>, sbuf: &mut [u8]) {
         Verdict::New => {}
         Verdict::TooOld => {
             Stats::add(&sh.stats.replays, 1);
-            sh.warn_limited(format_args!("{op:?} {:?} from {src}: older than the window", msg.id));
+            sh.warn_limited(format_args!(
+                "{op:?} {:?} from {src}: older than the window",
+                msg.id
+            ));
             return;
         }
         Verdict::Duplicate(state) => {
@@ -740,8 +747,10 @@ fn handle(mut cx: Ctx<'_>, msg: &Message<'_>, sbuf: &mut [u8]) {
 
 fn too_big(cx: &Ctx<'_>, id: RequestId, op: MsgType, len: u64, to: SocketAddr, sbuf: &mut [u8]) {
     Stats::add(&cx.sh.stats.errors, 1);
-    cx.sh
-        .warn_limited(format_args!("{op:?} to local length {len} > --max-file-size {}", cx.sh.max_file_size));
+    cx.sh.warn_limited(format_args!(
+        "{op:?} to local length {len} > --max-file-size {}",
+        cx.sh.max_file_size
+    ));
     let a = Ack {
         op,
         status: Status::TooBig,
@@ -769,8 +778,14 @@ fn repeat(cx: &Ctx<'_>, msg: &Message<'_>, done: Done, sbuf: &mut [u8]) {
                 return;
             }
             let next = match &msg.body {
-                Body::Write(w) => w.chain.next().map(|(n, rest)| (n, Body::Write(Write { chain: rest, ..*w }))),
-                Body::Commit(c) => c.chain.next().map(|(n, rest)| (n, Body::Commit(Commit { chain: rest, ..*c }))),
+                Body::Write(w) => w
+                    .chain
+                    .next()
+                    .map(|(n, rest)| (n, Body::Write(Write { chain: rest, ..*w }))),
+                Body::Commit(c) => c
+                    .chain
+                    .next()
+                    .map(|(n, rest)| (n, Body::Commit(Commit { chain: rest, ..*c }))),
                 Body::Truncate(t) => t
                     .chain
                     .next()
@@ -816,7 +831,13 @@ fn chain_step<'a>(
         return ack(cx, msg.id, ack_status(status_of(&e), 0), chain.origin, sbuf);
     }
     match chain.next() {
-        None => ack(cx, msg.id, ack_status(Status::Ok, value), chain.origin, sbuf),
+        None => ack(
+            cx,
+            msg.id,
+            ack_status(Status::Ok, value),
+            chain.origin,
+            sbuf,
+        ),
         Some((next, rest)) => {
             // Each member removes itself, so a chain ends after at most
             // MAX_CHAIN forwards: no loop even through a misconfigured peer.
@@ -824,7 +845,13 @@ fn chain_step<'a>(
             let m = Message::new(msg.id, next.instance, fwd(rest));
             if !send_msg(cx, &m, next.addr, sbuf) {
                 Stats::add(&cx.sh.stats.errors, 1);
-                ack(cx, msg.id, ack_status(Status::ForwardFailed, 0), chain.origin, sbuf);
+                ack(
+                    cx,
+                    msg.id,
+                    ack_status(Status::ForwardFailed, 0),
+                    chain.origin,
+                    sbuf,
+                );
             }
         }
     }

@@ -15,15 +15,19 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
 use nix::sys::socket::{
-    bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
-    SockaddrIn6,
+    bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6,
 };
 
 /// Most cached sockets (one per meta-server address in practice).
 const CACHE_MAX: usize = 64;
 
 /// Set an integer socket option nix has no wrapper for.
-pub(crate) fn setopt_int(fd: &impl AsFd, level: i32, name: i32, value: libc::c_int) -> io::Result<()> {
+pub(crate) fn setopt_int(
+    fd: &impl AsFd,
+    level: i32,
+    name: i32,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: fd is a valid socket borrowed for the call; the option value
     // is a c_int living across the call, and we pass its exact size.
     let r = unsafe {

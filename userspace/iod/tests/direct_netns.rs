@@ -195,7 +195,12 @@ fn unhex(s: &str) -> Vec<u8> {
 
 /// Send `datagram` from the iod namespace to `to`; with `wait`, return the
 /// answer (source, bytes).
-fn probe_send(t: &Topo, to: SocketAddr, datagram: &[u8], wait: bool) -> Option<(SocketAddr, Vec<u8>)> {
+fn probe_send(
+    t: &Topo,
+    to: SocketAddr,
+    datagram: &[u8],
+    wait: bool,
+) -> Option<(SocketAddr, Vec<u8>)> {
     let mut args = vec![
         "ip".to_string(),
         "netns".into(),
@@ -228,8 +233,13 @@ fn probe_send(t: &Topo, to: SocketAddr, datagram: &[u8], wait: bool) -> Option<(
 /// The instance of the iod at `to` (from its PONG).
 fn learn_instance(t: &Topo, to: SocketAddr) -> u64 {
     let mut b = vec![0u8; 512];
-    let id = RequestId { epoch: EPOCH, seq: 1 + to.port() as u64 };
-    let n = Message::new(id, 0, Body::Ping).seal(&test_keys(), &mut b).unwrap();
+    let id = RequestId {
+        epoch: EPOCH,
+        seq: 1 + to.port() as u64,
+    };
+    let n = Message::new(id, 0, Body::Ping)
+        .seal(&test_keys(), &mut b)
+        .unwrap();
     let (from, ans) = probe_send(t, to, &b[..n], true).unwrap();
     assert_eq!(from, to);
     let m = wire::open(&test_keys(), &ans).expect("signed PONG");
@@ -380,13 +390,29 @@ fn direct_read_reaches_client_from_meta_address() {
     let key_file = common::write_key_file(work.path(), &test_keys());
     let spawn = |listen: &str, data: &Path| {
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &t.ns_iod, env!("CARGO_BIN_EXE_iod"), "--listen", listen])
-            .args(["--workers", "4", "--meta", "10.251.0.1", "--peer", &a_addr, "--peer", &b_addr])
-            .arg("--key-file")
-            .arg(&key_file)
-            .arg("--data")
-            .arg(data)
-            .env("RUST_LOG", "warn");
+        cmd.args([
+            "netns",
+            "exec",
+            &t.ns_iod,
+            env!("CARGO_BIN_EXE_iod"),
+            "--listen",
+            listen,
+        ])
+        .args([
+            "--workers",
+            "4",
+            "--meta",
+            "10.251.0.1",
+            "--peer",
+            &a_addr,
+            "--peer",
+            &b_addr,
+        ])
+        .arg("--key-file")
+        .arg(&key_file)
+        .arg("--data")
+        .arg(data)
+        .env("RUST_LOG", "warn");
         common::spawn_iod_cmd(cmd)
     };
     let data_b = work.path().join("data-b");
@@ -416,7 +442,16 @@ fn direct_read_reaches_client_from_meta_address() {
         len: 1001,
         instance: inst_a,
     }];
-    let (from, got, hdr) = exchange(&mut t, iod_addr, inst_a, key, 0x1111_0001, &hops, false, 100_000);
+    let (from, got, hdr) = exchange(
+        &mut t,
+        iod_addr,
+        inst_a,
+        key,
+        0x1111_0001,
+        &hops,
+        false,
+        100_000,
+    );
     assert_eq!(
         from,
         META.parse::<SocketAddr>().unwrap(),
@@ -450,7 +485,16 @@ fn direct_read_reaches_client_from_meta_address() {
             instance: inst_a,
         },
     ];
-    let (from, got, hdr) = exchange(&mut t, iod_b.addr, inst_b, key, 0x1111_0002, &hops, true, 100_000);
+    let (from, got, hdr) = exchange(
+        &mut t,
+        iod_b.addr,
+        inst_b,
+        key,
+        0x1111_0002,
+        &hops,
+        true,
+        100_000,
+    );
     assert_eq!(from, META.parse::<SocketAddr>().unwrap());
     let mut want = hdr;
     want.extend_from_slice(&data[60_000..76_384]);

@@ -51,10 +51,15 @@ fn local_path(key: &FileKey) -> String {
 
 /// The answer to `req` (sent raw, no retransmission): source, message
 /// header (id, instance) and body as an ACK.
-fn ack_for(meta: &Meta, req: &common::meta::Req, to: SocketAddr) -> (SocketAddr, RequestId, u64, Ack) {
+fn ack_for(
+    meta: &Meta,
+    req: &common::meta::Req,
+    to: SocketAddr,
+) -> (SocketAddr, RequestId, u64, Ack) {
     meta.send_raw(&req.bytes, to);
     let deadline = Instant::now() + Duration::from_secs(3);
-    while let Some((b, from)) = meta.recv_within(deadline.saturating_duration_since(Instant::now())) {
+    while let Some((b, from)) = meta.recv_within(deadline.saturating_duration_since(Instant::now()))
+    {
         let Some(m) = meta.open(&b) else { continue };
         if m.id != req.id {
             continue;
@@ -69,7 +74,12 @@ fn ack_for(meta: &Meta, req: &common::meta::Req, to: SocketAddr) -> (SocketAddr,
 
 /// Every message type, unsigned, to instance `inst`; the requests name
 /// `origin` as origin and `target` as hop, chain member and client.
-fn every_type(meta: &Meta, inst: u64, origin: SocketAddr, target: SocketAddr) -> Vec<(MsgType, Vec<u8>)> {
+fn every_type(
+    meta: &Meta,
+    inst: u64,
+    origin: SocketAddr,
+    target: SocketAddr,
+) -> Vec<(MsgType, Vec<u8>)> {
     let members = [ChainMember {
         addr: target,
         instance: inst,
@@ -155,7 +165,9 @@ fn every_type(meta: &Meta, inst: u64, origin: SocketAddr, target: SocketAddr) ->
         .map(|b| {
             let t = b.msg_type();
             let mut buf = vec![0u8; 65536];
-            let n = Message::new(meta.next_id(), inst, b).encode(&mut buf).unwrap();
+            let n = Message::new(meta.next_id(), inst, b)
+                .encode(&mut buf)
+                .unwrap();
             buf.truncate(n);
             (t, buf)
         })
@@ -219,12 +231,23 @@ fn rule1_unauthenticated_datagrams_are_dropped() {
     assert!(silent(&attacker, 500), "a forged datagram was answered");
     assert!(silent(&target, 100), "a forged datagram was acted on");
     let s1 = meta.ping(iod.addr);
-    assert_eq!(s1.bad_auth - s0.bad_auth, sent, "bad_auth counts every forgery");
+    assert_eq!(
+        s1.bad_auth - s0.bad_auth,
+        sent,
+        "bad_auth counts every forgery"
+    );
     assert_eq!(s1.requests - s0.requests, 1, "only our PING was a request");
     assert_eq!((s1.malformed, s1.refused, s1.replays), (0, 0, 0));
-    assert_eq!(files_under(dir.path()), before, "nothing created or removed");
+    assert_eq!(
+        files_under(dir.path()),
+        before,
+        "nothing created or removed"
+    );
     assert_eq!(std::fs::read(&p).unwrap(), b"precious", "nothing written");
-    eprintln!("rule 1: {sent} forged datagrams of {types} types dropped, bad_auth {}", s1.bad_auth);
+    eprintln!(
+        "rule 1: {sent} forged datagrams of {types} types dropped, bad_auth {}",
+        s1.bad_auth
+    );
 }
 
 /// Rule 1: no start without a valid key file unless --insecure, which
@@ -247,7 +270,10 @@ fn rule1_key_file_required_unless_insecure() {
     let o = run(&["--key-file", missing.to_str().unwrap()]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("key file") && err.contains("--insecure"), "{err}");
+    assert!(
+        err.contains("key file") && err.contains("--insecure"),
+        "{err}"
+    );
     // readable by others: refused
     let kd = tempfile::tempdir().unwrap();
     let kf = common::write_key_file(kd.path(), &test_keys());
@@ -263,7 +289,10 @@ fn rule1_key_file_required_unless_insecure() {
     // --help says what --insecure does
     let help = Command::new(bin).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
-    assert!(help.contains("--insecure") && help.contains("INSECURE"), "{help}");
+    assert!(
+        help.contains("--insecure") && help.contains("INSECURE"),
+        "{help}"
+    );
     // --insecure: runs, warns once, unsigned only
     let (mut cmd, _) = common::iod_command(
         dir.path(),
@@ -280,12 +309,20 @@ fn rule1_key_file_required_unless_insecure() {
     assert_eq!(s.bad_auth, 0);
     let signed = Meta::simple();
     signed.send_raw(&signed.encode(p.addr, Body::Ping).bytes, p.addr);
-    assert!(silent(&signed.sock, 300), "a signed datagram is refused in insecure mode");
+    assert!(
+        silent(&signed.sock, 300),
+        "a signed datagram is refused in insecure mode"
+    );
     assert_eq!(meta.ping(p.addr).bad_auth, 1);
     let _ = p.child.kill();
     let _ = p.child.wait();
     let mut err = String::new();
-    p.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    p.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert_eq!(err.matches("INSECURE").count(), 1, "{err}");
 }
 
@@ -334,7 +371,10 @@ fn rule1_sighup_rotates_keys() {
     let mut new = Meta::simple();
     new.keys = Keys::new(k2, Some(k1)).unwrap();
     assert!(ping_answered(&old, iod.addr, 1000).is_some());
-    assert!(ping_answered(&new, iod.addr, 300).is_none(), "k2 not accepted yet");
+    assert!(
+        ping_answered(&new, iod.addr, 300).is_none(),
+        "k2 not accepted yet"
+    );
 
     // Traffic signed with k1 (accepting k2 answers) during the reloads.
     let stop = Arc::new(AtomicBool::new(false));
@@ -356,7 +396,10 @@ fn rule1_sighup_rotates_keys() {
     // 1. everyone accepts k2
     nfsp_keys::store(&kf, &Keys::new(k1, Some(k2)).unwrap()).unwrap();
     iod.hup();
-    assert!(eventually(|| ping_answered(&new, iod.addr, 200).is_some()), "k2 accepted after SIGHUP");
+    assert!(
+        eventually(|| ping_answered(&new, iod.addr, 200).is_some()),
+        "k2 accepted after SIGHUP"
+    );
     // 2. the iod signs with k2, still accepts k1
     nfsp_keys::store(&kf, &Keys::new(k2, Some(k1)).unwrap()).unwrap();
     iod.hup();
@@ -372,13 +415,21 @@ fn rule1_sighup_rotates_keys() {
     // 3. k1 retired
     nfsp_keys::store(&kf, &Keys::new(k2, None).unwrap()).unwrap();
     iod.hup();
-    assert!(eventually(|| ping_answered(&old_signing_only(k1), iod.addr, 200).is_none()));
+    assert!(eventually(|| ping_answered(
+        &old_signing_only(k1),
+        iod.addr,
+        200
+    )
+    .is_none()));
     assert!(ping_answered(&new, iod.addr, 1000).is_some());
     // 4. a broken key file: the old keys stay
     std::fs::write(&kf, "sign nonsense\n").unwrap();
     iod.hup();
     std::thread::sleep(Duration::from_millis(500));
-    assert!(ping_answered(&new, iod.addr, 1000).is_some(), "a failed reload kept the keys");
+    assert!(
+        ping_answered(&new, iod.addr, 1000).is_some(),
+        "a failed reload kept the keys"
+    );
     assert!(ping_answered(&old_signing_only(k1), iod.addr, 300).is_none());
     let s = new.ping(iod.addr);
     assert!(s.bad_auth >= 2);
@@ -415,7 +466,10 @@ fn rule2_instance_and_restart() {
     );
     let (from, id, inst1, a) = ack_for(&meta, &req, iod.addr);
     assert_eq!((from, id), (iod.addr, req.id));
-    assert_eq!((a.op, a.status, a.value), (MsgType::Truncate, Status::Stale, 0));
+    assert_eq!(
+        (a.op, a.status, a.value),
+        (MsgType::Truncate, Status::Stale, 0)
+    );
     assert!(files_under(dir.path()).is_empty());
     let (s, pong_inst) = meta.ping_instance(iod.addr);
     assert_eq!(pong_inst, inst1);
@@ -433,7 +487,11 @@ fn rule2_instance_and_restart() {
     assert_eq!((from, id), (iod2.addr, w_old[0].id));
     assert_eq!((a.op, a.status), (MsgType::Write, Status::Stale));
     assert_ne!(inst2, inst1, "a restart picks a new instance");
-    assert_eq!(std::fs::read(&p).unwrap(), b"new!", "the captured write changed nothing");
+    assert_eq!(
+        std::fs::read(&p).unwrap(),
+        b"new!",
+        "the captured write changed nothing"
+    );
     // the meta learns the new instance and goes on
     meta.viods = vec![vec![iod2.addr]];
     meta.write(4, b"more");
@@ -469,7 +527,11 @@ fn rule3_replays_and_duplicates() {
     assert_eq!(id, w_old[0].id);
     assert_eq!((ack.status, ack.value), (Status::Ok, 4));
     for d in &dirs[..2] {
-        assert_eq!(std::fs::read(d.path().join(&rel)).unwrap(), b"new!", "replay applied");
+        assert_eq!(
+            std::fs::read(d.path().join(&rel)).unwrap(),
+            b"new!",
+            "replay applied"
+        );
     }
     assert_eq!(meta.ping(a).replays, 1);
     assert_eq!(meta.ping(b).replays, 1);
@@ -501,7 +563,13 @@ fn rule3_replays_and_duplicates() {
         }],
         ReplySpec::Relay { origin: meta.addr },
     );
-    let list = meta.encode(c, Body::List(ListRequest { after: None, max: 10 }));
+    let list = meta.encode(
+        c,
+        Body::List(ListRequest {
+            after: None,
+            max: 10,
+        }),
+    );
     let ping = meta.encode(c, Body::Ping);
     let before = meta.ping(c).replays;
     for r in [&rd, &list, &ping] {
@@ -516,7 +584,10 @@ fn rule3_replays_and_duplicates() {
     meta.skip_seqs(2 * nfsp_iod_window());
     meta.ping(c);
     meta.send_raw(&un.bytes, c);
-    assert!(silent(&meta.sock, 400), "a seq older than the window was answered");
+    assert!(
+        silent(&meta.sock, 400),
+        "a seq older than the window was answered"
+    );
     assert_eq!(meta.ping(c).replays, before + 4);
 
     // a route A -> C -> A (A twice): the second visit is not a duplicate
@@ -552,7 +623,9 @@ fn rule3_replays_and_duplicates() {
     }
     meta.send_raw(&rd.bytes, a);
     assert!(silent(&meta.sock, 400), "replayed multi-hop READ answered");
-    eprintln!("rule 3: replayed WRITE/UNLINK answered from the cache, READ/LIST/PING replays dropped");
+    eprintln!(
+        "rule 3: replayed WRITE/UNLINK answered from the cache, READ/LIST/PING replays dropped"
+    );
 }
 
 fn nfsp_iod_window() -> u64 {
@@ -580,17 +653,25 @@ fn rule3_full_epoch_table_rotates_instance() {
             epoch: 0xe000_0000_0000_0000 | (e + 1),
             seq: 1,
         };
-        let n = Message::new(id, 0, Body::Ping).seal(&test_keys(), &mut b).unwrap();
+        let n = Message::new(id, 0, Body::Ping)
+            .seal(&test_keys(), &mut b)
+            .unwrap();
         flood.send_to(&b[..n], iod.addr).unwrap();
         if e % 256 == 0 {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-    assert!(eventually(|| meta.ping_instance(iod.addr).1 != inst), "instance rotated");
+    assert!(
+        eventually(|| meta.ping_instance(iod.addr).1 != inst),
+        "instance rotated"
+    );
     let (_, _, inst2, a) = ack_for(&meta, &w[0], iod.addr);
     assert_eq!(a.status, Status::Stale);
     assert_ne!(inst2, inst);
-    assert_eq!(std::fs::read(dir.path().join(local_path(&K))).unwrap(), b"efgh");
+    assert_eq!(
+        std::fs::read(dir.path().join(local_path(&K))).unwrap(),
+        b"efgh"
+    );
 }
 
 /// An iod for the address tests: peers = itself + `peer`, meta = `meta`.
@@ -670,12 +751,27 @@ fn rule4_address_discipline() {
     let relay = ReplySpec::Relay { origin: meta.addr };
     let cases = [
         ("READ hop not a peer", read(&[hop(addr(&outsider))], relay)),
-        ("chain member not a peer", write(meta.addr, Some(addr(&outsider)))),
+        (
+            "chain member not a peer",
+            write(meta.addr, Some(addr(&outsider))),
+        ),
         ("chain member is the iod", write(meta.addr, Some(me))),
-        ("direct source not --meta", read(&[], direct(addr(&outsider), addr(&outsider)))),
-        ("direct client is the iod", read(&[], direct(me, addr(&meta_nfs)))),
-        ("direct client is a peer", read(&[], direct(addr(&peer), addr(&meta_nfs)))),
-        ("READ origin is not the sender", read(&[], ReplySpec::Relay { origin: addr(&far) })),
+        (
+            "direct source not --meta",
+            read(&[], direct(addr(&outsider), addr(&outsider))),
+        ),
+        (
+            "direct client is the iod",
+            read(&[], direct(me, addr(&meta_nfs))),
+        ),
+        (
+            "direct client is a peer",
+            read(&[], direct(addr(&peer), addr(&meta_nfs))),
+        ),
+        (
+            "READ origin is not the sender",
+            read(&[], ReplySpec::Relay { origin: addr(&far) }),
+        ),
         ("WRITE origin is not the sender", write(addr(&far), None)),
     ];
     for (what, req) in &cases {
@@ -713,7 +809,11 @@ fn rule4_address_discipline() {
         ],
         relay,
     );
-    match meta.open(&meta.transact(std::slice::from_ref(&own))[0]).unwrap().body {
+    match meta
+        .open(&meta.transact(std::slice::from_ref(&own))[0])
+        .unwrap()
+        .body
+    {
         Body::ReadReply(r) => assert_eq!(r.data, b"0123456789abcdefghij"),
         other => panic!("expected a read reply, got {other:?}"),
     }
@@ -724,7 +824,10 @@ fn rule4_address_discipline() {
     meta_nfs.send_to(&r.bytes, me).unwrap();
     assert!(silent(&meta_nfs, 400));
     assert_eq!(meta.ping(me).refused, before + 1);
-    eprintln!("rule 4: {} violations refused, nothing sent to their targets", cases.len());
+    eprintln!(
+        "rule 4: {} violations refused, nothing sent to their targets",
+        cases.len()
+    );
 }
 
 fn median(v: &mut [Duration]) -> Duration {
@@ -774,7 +877,13 @@ fn rule5_list_flood_does_not_starve_ping() {
             let (mut sent, mut answers) = (0u64, 0u64);
             let mut buf = vec![0u8; 65536];
             while t0.elapsed() < Duration::from_secs(3) && !stop.load(Ordering::Relaxed) {
-                let r = m.encode(to, Body::List(ListRequest { after: None, max: 1024 }));
+                let r = m.encode(
+                    to,
+                    Body::List(ListRequest {
+                        after: None,
+                        max: 1024,
+                    }),
+                );
                 s.send_to(&r.bytes, to).unwrap();
                 sent += 1;
                 while s.recv_from(&mut buf).is_ok() {
@@ -805,11 +914,18 @@ fn rule5_list_flood_does_not_starve_ping() {
         d.as_secs_f64() * 1e6
     );
     assert_eq!(lost, 0, "every PING answered at once");
-    assert!(d <= b * 2, "PING median {d:?} during the flood vs {b:?} without");
+    assert!(
+        d <= b * 2,
+        "PING median {d:?} during the flood vs {b:?} without"
+    );
     assert!(sent > 1000);
     assert!(answers <= 40 + 20 * 4, "LIST rate limit: {answers} answers");
     let s = meta.ping(iod.addr);
-    assert!(s.drops >= sent - answers - 10, "drops {} sent {sent} answers {answers}", s.drops);
+    assert!(
+        s.drops >= sent - answers - 10,
+        "drops {} sent {sent} answers {answers}",
+        s.drops
+    );
 }
 
 /// Rule 5: WRITE and TRUNCATE beyond --max-file-size are refused TooBig.
@@ -849,8 +965,18 @@ fn rule5_max_file_size() {
         )
     };
     let status = |meta: &Meta, r: &common::meta::Req, to| ack_for(meta, r, to).3.status;
-    assert_eq!(status(&meta, &trunc(&meta, iod.addr, 1 << 62), iod.addr), Status::TooBig);
-    assert_eq!(status(&meta, &write(&meta, iod.addr, (1 << 40) - 2, b"1234"), iod.addr), Status::TooBig);
+    assert_eq!(
+        status(&meta, &trunc(&meta, iod.addr, 1 << 62), iod.addr),
+        Status::TooBig
+    );
+    assert_eq!(
+        status(
+            &meta,
+            &write(&meta, iod.addr, (1 << 40) - 2, b"1234"),
+            iod.addr
+        ),
+        Status::TooBig
+    );
     assert!(files_under(dir.path()).is_empty(), "no file created");
     // a small limit
     let dir2 = tempfile::tempdir().unwrap();
@@ -864,12 +990,23 @@ fn rule5_max_file_size() {
     let (_, inst) = meta.ping_instance(small.addr);
     meta.learn(small.addr, inst);
     let to = small.addr;
-    assert_eq!(status(&meta, &write(&meta, to, 997, b"1234"), to), Status::TooBig);
+    assert_eq!(
+        status(&meta, &write(&meta, to, 997, b"1234"), to),
+        Status::TooBig
+    );
     assert_eq!(status(&meta, &trunc(&meta, to, 1001), to), Status::TooBig);
     assert!(files_under(dir2.path()).is_empty());
-    assert_eq!(status(&meta, &write(&meta, to, 996, b"1234"), to), Status::Ok);
+    assert_eq!(
+        status(&meta, &write(&meta, to, 996, b"1234"), to),
+        Status::Ok
+    );
     assert_eq!(status(&meta, &trunc(&meta, to, 1000), to), Status::Ok);
-    assert_eq!(std::fs::metadata(dir2.path().join(local_path(&K))).unwrap().len(), 1000);
+    assert_eq!(
+        std::fs::metadata(dir2.path().join(local_path(&K)))
+            .unwrap()
+            .len(),
+        1000
+    );
 }
 
 /// An attacker without the key makes the iods send nothing at all: every
@@ -920,7 +1057,8 @@ fn amplification_unauthenticated_attacker_gets_nothing() {
     let mut received = 0usize;
     let mut buf = vec![0u8; 65536];
     for s in [&attacker, &victims[0], &victims[1]] {
-        s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
         while let Ok((n, _)) = s.recv_from(&mut buf) {
             received += n;
         }
@@ -959,7 +1097,9 @@ fn rule6_counters_in_stats_json() {
     let meta = Meta::simple();
     // one of each: a bad tag, a replay, a Stale refusal
     let mut unsigned = vec![0u8; 256];
-    let n = Message::new(meta.next_id(), 0, Body::Ping).encode(&mut unsigned).unwrap();
+    let n = Message::new(meta.next_id(), 0, Body::Ping)
+        .encode(&mut unsigned)
+        .unwrap();
     meta.send_raw(&unsigned[..n], iod.addr);
     let p = meta.encode(iod.addr, Body::Ping);
     meta.transact(std::slice::from_ref(&p));

@@ -120,7 +120,10 @@ fn main() -> anyhow::Result<()> {
                     .context("timeout")?;
                 let mut r = vec![0u8; 65536];
                 let (n, from) = s.recv_from(&mut r).context("waiting for the answer")?;
-                println!("reply {from} {n} {}", crate::hex(r.get(..n).context("len")?));
+                println!(
+                    "reply {from} {n} {}",
+                    crate::hex(r.get(..n).context("len")?)
+                );
             }
         }
     }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 //! A test "meta-server" written only with `nfsp_proto` and std (plus
-//! `nfsp_keys` for a random epoch): striping map + wire messages, signed
+//! `nfsp_keys` for a random epoch, nix for the receive buffer): striping
+//! map + wire messages, signed
 //! with a test key, several requests in flight, retransmission, and the
 //! iods' instances learnt from their answers (a PONG, a `Stale` ACK).
 //!
@@ -59,6 +60,16 @@ impl Rng {
     }
 }
 
+/// Room for every answer of a window of 60 KiB READs (the default 208 KiB
+/// drops them and costs a retransmission timeout each).
+fn enlarge_receive_buffer(sock: &UdpSocket) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let n: usize = 8 << 20;
+    if setsockopt(sock, sockopt::RcvBufForce, &n).is_err() {
+        let _ = setsockopt(sock, sockopt::RcvBuf, &n);
+    }
+}
+
 /// One request to send: id, destination and sealed datagram.
 #[derive(Clone, Debug)]
 pub struct Req {
@@ -97,6 +108,7 @@ impl Meta {
         let sock = UdpSocket::bind(bind).expect("bind meta socket");
         sock.set_read_timeout(Some(Duration::from_millis(50)))
             .expect("timeout");
+        enlarge_receive_buffer(&sock);
         let addr = sock.local_addr().expect("addr");
         Meta {
             sock,

@@ -124,7 +124,10 @@ pub fn iod_command(dir: &Path, o: &Opts) -> (Command, Option<(tempfile::TempDir,
     }
     cmd.args(&o.extra);
     // NFSP_TEST_IOD_LOG=debug shows what the iods do.
-    cmd.env("RUST_LOG", std::env::var("NFSP_TEST_IOD_LOG").unwrap_or_else(|_| "error".into()));
+    cmd.env(
+        "RUST_LOG",
+        std::env::var("NFSP_TEST_IOD_LOG").unwrap_or_else(|_| "error".into()),
+    );
     (cmd, kf)
 }
 
@@ -149,7 +152,10 @@ pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
     let socks: Vec<UdpSocket> = (0..n)
         .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind"))
         .collect();
-    socks.iter().map(|s| s.local_addr().expect("addr")).collect()
+    socks
+        .iter()
+        .map(|s| s.local_addr().expect("addr"))
+        .collect()
 }
 
 /// One iod per directory, each listing every iod as a peer (itself too,
