@@ -264,7 +264,12 @@ impl UdpSocket {
         if msg.msg_flags & bindings::MSG_TRUNC != 0 {
             return Err(EMSGSIZE);
         }
-        // SAFETY: the kernel wrote the sender's address into `raw`.
+        if msg.msg_namelen <= 0 {
+            return Err(EINVAL);
+        }
+        // SAFETY: `raw` was a valid (zeroed IPv6) address before the call
+        // and the kernel wrote the sender's address over its first
+        // `msg_namelen` bytes, so it holds a valid address of its family.
         let from = unsafe { sockaddr_to_rust(raw.as_ptr()) }.ok_or(EINVAL)?;
         Ok((got as usize, from))
     }

@@ -125,10 +125,25 @@ struct Exchange<'t> {
     timeout_ms: u32,
 }
 
-/// Learns the instance an authenticated answer from `from` carries.
-fn learn_instance(table: &Table, from: &SocketAddr, instance: u64) {
+/// Learns the instance an authenticated answer from `from` to our request
+/// `id` carries: only from an answer to one of ours, and never from an
+/// answer older than the one learned last (a late answer of an earlier
+/// instance, or a replay, must not undo what a newer one taught).
+fn learn_instance(table: &Table, from: &SocketAddr, id: RequestId, instance: u64) {
+    if id.epoch != EPOCH.load(Relaxed) {
+        return;
+    }
     if let Some(iod) = table.iod(from) {
-        iod.instance.store(instance, Relaxed);
+        let mut seen = iod.instance_seq.load(Relaxed);
+        while id.seq > seen {
+            match iod.instance_seq.cmpxchg(seen, id.seq, Relaxed) {
+                Ok(_) => {
+                    iod.instance.store(instance, Relaxed);
+                    return;
+                }
+                Err(now) => seen = now,
+            }
+        }
     }
 }
 
@@ -242,8 +257,9 @@ impl<'t> Exchange<'t> {
     }
 
     /// Sends everything, a window at a time, and waits for every answer;
-    /// `on_answer` checks one (given the message's destination offset).
-    fn run(&mut self, mut on_answer: impl FnMut(usize, &Body<'_>) -> Result) -> Result {
+    /// `on_answer` checks one (given the message's destination offset and
+    /// data bytes).
+    fn run(&mut self, mut on_answer: impl FnMut(usize, usize, &Body<'_>) -> Result) -> Result {
         let total = self.out.len();
         let mut next = 0;
         let mut in_flight = 0;
@@ -251,16 +267,26 @@ impl<'t> Exchange<'t> {
         let mut silent_rounds = 0;
         let mut wait_ms = self.timeout_ms;
         let mut buf = KVVec::from_elem(0u8, wire::MAX_DATAGRAM, GFP_KERNEL)?;
+        // A round ends at a deadline: datagrams that are not answers (strays,
+        // forgeries, late copies) never extend the wait.
+        let mut round_start = Instant::<Monotonic>::now();
         while answered < total {
             while next < total && in_flight < WINDOW {
                 self.send(next);
                 next += 1;
                 in_flight += 1;
             }
-            self.socket.set_recv_timeout_ms(wait_ms);
-            let n = match self.socket.recv_from(&mut buf, false) {
+            let waited = u32::try_from(round_start.elapsed().as_millis()).unwrap_or(u32::MAX);
+            let received = if waited >= wait_ms {
+                Err(EAGAIN)
+            } else {
+                self.socket.set_recv_timeout_ms(wait_ms - waited);
+                self.socket.recv_from(&mut buf, false)
+            };
+            let n = match received {
                 Ok(n) => n,
                 Err(e) if e == EAGAIN => {
+                    round_start = Instant::now();
                     silent_rounds += 1;
                     if silent_rounds >= TRIES {
                         for o in self.out.iter().filter(|o| o.sent && !o.done) {
@@ -294,6 +320,11 @@ impl<'t> Exchange<'t> {
             let Ok(msg) = wire::open(&self.keys, datagram) else {
                 continue;
             };
+            // Only answers: a request (ours reflected, or a forwarded copy,
+            // which carries our request id) is never taken for one.
+            if !msg.body.msg_type().is_answer() {
+                continue;
+            }
             let table = self.table;
             let Some(i) = self.out.iter().position(|o| {
                 o.id == msg.id
@@ -306,7 +337,7 @@ impl<'t> Exchange<'t> {
             }) else {
                 continue;
             };
-            learn_instance(table, &from, msg.instance);
+            learn_instance(table, &from, msg.id, msg.instance);
             if let Body::Ack(a) = &msg.body {
                 if a.status == Status::Stale {
                     // Not applied: send it again to the instance now known.
@@ -330,7 +361,8 @@ impl<'t> Exchange<'t> {
             // Progress: the link is moving, start the waits afresh.
             silent_rounds = 0;
             wait_ms = self.timeout_ms;
-            match on_answer(o.dest, &msg.body) {
+            round_start = Instant::now();
+            match on_answer(o.dest, o.bytes, &msg.body) {
                 Ok(()) => {
                     let us = o.sent_at.elapsed().as_micros_ceil();
                     o.iod.record(o.bytes, Some(u64::try_from(us).unwrap_or(0)));
@@ -401,8 +433,8 @@ impl FileIo<'_> {
                 done += len;
             }
         }
-        ex.run(|at, body| match body {
-            Body::ReadReply(r) if r.status == Status::Ok => {
+        ex.run(|at, want, body| match body {
+            Body::ReadReply(r) if r.status == Status::Ok && r.data.len() == want => {
                 let dst = buf.get_mut(at..at + r.data.len()).ok_or(EIO)?;
                 dst.copy_from_slice(r.data);
                 Ok(())
@@ -426,7 +458,7 @@ impl FileIo<'_> {
                 ex.add(iod, None, 0, 0, 0, Body::Ping)?;
             }
         }
-        ex.run(|_, body| match body {
+        ex.run(|_, _, body| match body {
             Body::Pong(_) => Ok(()),
             _ => Err(EIO),
         })
@@ -439,18 +471,24 @@ impl FileIo<'_> {
         let anchor = self.table.anchor.as_ref().ok_or(EAGAIN)?;
         let mut buf = [0u8; 256];
         for _ in 0..MAX_NOTICES {
-            let Ok((n, from)) = anchor.notices.recv_from(&mut buf, true) else {
-                break;
+            let (n, from) = match anchor.notices.recv_from(&mut buf, true) {
+                Ok(got) => got,
+                // Larger than any notice: not one; look at the next.
+                Err(e) if e == EMSGSIZE => continue,
+                Err(_) => break,
             };
-            let Some(datagram) = buf.get(..n) else { break };
-            if let Ok(msg) = wire::open(keys, datagram) {
-                learn_instance(self.table, &from, msg.instance);
-                if let Body::Ack(a) = msg.body {
-                    if let Some(iod) = self.table.iod(&from) {
-                        if a.status != Status::Stale {
-                            iod.errors.add(1u64, Relaxed);
-                        }
-                    }
+            let Some(datagram) = buf.get(..n) else { continue };
+            let Ok(msg) = wire::open(keys, datagram) else { continue };
+            // Only an iod's refusal of one of our direct reads counts.
+            let Body::Ack(a) = msg.body else { continue };
+            if a.op != MsgType::Read || a.status == Status::Ok {
+                continue;
+            }
+            if a.status == Status::Stale {
+                learn_instance(self.table, &from, msg.id, msg.instance);
+            } else if msg.id.epoch == EPOCH.load(Relaxed) {
+                if let Some(iod) = self.table.iod(&from) {
+                    iod.errors.add(1u64, Relaxed);
                 }
             }
         }
@@ -551,7 +589,7 @@ impl FileIo<'_> {
                 done += len as u64;
             }
         }
-        ex.run(|_, body| ack(MsgType::Write, body))
+        ex.run(|_, _, body| ack(MsgType::Write, body))
     }
 
     /// Sends `build`'s message (given a replica chain) to every viod of the
@@ -575,7 +613,7 @@ impl FileIo<'_> {
             )?;
             ex.add(head, Some(viod.id), 0, 0, 0, body)?;
         }
-        ex.run(|_, body| ack(op, body))
+        ex.run(|_, _, body| ack(op, body))
     }
 
     /// Makes the file's data durable on every iod holding it.

@@ -242,14 +242,31 @@ impl ffi::Hooks for Nfsp {
         if line.trim().is_empty() {
             return Ok(0);
         }
-        let cmd = Command::parse(line).map_err(|_| EINVAL)?;
+        // A key line must not stay in nfsd's transaction buffer behind the
+        // answer, whatever the outcome.
+        let secret = line.trim_start().starts_with("keys");
+        let parsed = Command::parse(line).map_err(|_| EINVAL);
+        let r = parsed.and_then(|cmd| Self::answer(st, net, &cmd, buf));
+        if secret {
+            let from = *r.as_ref().unwrap_or(&0);
+            if let Some(rest) = buf.get_mut(from..len) {
+                rest.fill(0);
+            }
+        }
+        r
+    }
+}
+
+impl Nfsp {
+    /// Runs one control command and writes its answer over `buf`.
+    fn answer(st: &State, net: NetRef, cmd: &Command, buf: &mut [u8]) -> Result<usize> {
         let mut out = AnswerBuf::new(buf);
         match cmd {
             Command::List => viod::list(&st.table(), &mut out),
             Command::Stats => stats(st, &mut out),
             _ => {
                 let mut guard = st.table.lock();
-                let table = viod::apply(&guard, net, &cmd)?;
+                let table = viod::apply(&guard, net, cmd)?;
                 *guard = Arc::new(table, GFP_KERNEL)?;
                 drop(guard);
                 out.line(&Answer::Ok);

@@ -40,6 +40,8 @@ pub(crate) struct Iod {
     /// The iod's instance, learned from its authenticated answers (0:
     /// not known yet); requests must name it.
     pub(crate) instance: Atomic<u64>,
+    /// The sequence number of the answer `instance` was learned from.
+    pub(crate) instance_seq: Atomic<u64>,
     /// Exponentially weighted mean latency (microseconds).
     latency_us: Atomic<u64>,
 }
@@ -294,6 +296,7 @@ fn new_iod(net: &NetRef, addr: SocketAddr) -> Result<Arc<Iod>> {
             errors: Atomic::new(0),
             timeouts: Atomic::new(0),
             instance: Atomic::new(0),
+            instance_seq: Atomic::new(0),
             latency_us: Atomic::new(0),
         },
         GFP_KERNEL,

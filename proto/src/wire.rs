@@ -85,6 +85,15 @@ pub enum MsgType {
 }
 
 impl MsgType {
+    /// An answer (ACK, READ_REPLY, PONG, LIST_REPLY), as opposed to a
+    /// request: a sender takes only answers, an iod only requests.
+    pub fn is_answer(&self) -> bool {
+        matches!(
+            self,
+            MsgType::Ack | MsgType::ReadReply | MsgType::Pong | MsgType::ListReply
+        )
+    }
+
     /// From the wire byte.
     pub fn from_u8(v: u8) -> Result<Self> {
         Ok(match v {
@@ -1399,6 +1408,23 @@ fn decode_read<'a>(r: &mut Reader<'a>) -> Result<Read<'a>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_are_answers() {
+        let answers = [
+            MsgType::Ack,
+            MsgType::ReadReply,
+            MsgType::Pong,
+            MsgType::ListReply,
+        ];
+        let mut n = 0;
+        for v in 0..=u8::MAX {
+            let Ok(t) = MsgType::from_u8(v) else { continue };
+            n += 1;
+            assert_eq!(t.is_answer(), answers.contains(&t), "{t:?}");
+        }
+        assert_eq!(n, 11, "every type judged");
+    }
 
     fn a4(p: u16) -> SocketAddr {
         SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), p))

@@ -247,6 +247,24 @@ nfsp_ready() {
 	done
 }
 
+# nfsp_iodmgr_start STATE LOG PIDFILE [OPTIONS...]: start iodmgr on meta
+# with its state file STATE and log LOG, and wait for its first snapshot.
+nfsp_iodmgr_start() {
+	local state=$1 log=$2 pidfile=$3 i
+	shift 3
+	: > "$log"
+	rm -f "$state"
+	on meta "${top:?}/target/release/iodmgr" run --state "$state" "$@" \
+		>> "$log" 2>&1 < /dev/null &
+	echo $! > "$pidfile"
+	for ((i = 0; i < 50; i++)); do
+		[ -s "$state" ] && return 0
+		sleep 0.1
+	done
+	cat "$log" >&2
+	return 1
+}
+
 # nfsp_scenario_start: the nfsp scenarios' first check; stop at once when
 # there is no nfsp export (nothing else would mean anything).
 nfsp_scenario_start() {

@@ -52,19 +52,7 @@ reconfigure() {
 check "viods reconfigured: 0 = iod1 iod2, 1 = iod3 iod4" reconfigure
 check "four members up" test "$(iodctl list | grep -c ' up ')" = 4
 
-iodmgr_start() {
-	: > "$mlog"
-	rm -f "$state"
-	on meta "$bin/iodmgr" run --metrics "$metrics" --state "$state" \
-		>> "$mlog" 2>&1 < /dev/null &
-	echo $! > /run/nfsp/iodmgr.pid
-	for ((i = 0; i < 50; i++)); do
-		[ -s "$state" ] && return 0
-		sleep 0.1
-	done
-	cat "$mlog" >&2
-	return 1
-}
+iodmgr_start() { nfsp_iodmgr_start "$state" "$mlog" /run/nfsp/iodmgr.pid --metrics "$metrics"; }
 check "iodmgr runs on meta with metrics on $metrics" iodmgr_start
 status_ups() { on meta "$bin/iodmgr" status --state "$state" | tee /dev/stderr | grep -c ' up '; }
 check "iodmgr status lists the four members up" test "$(status_ups)" = 4

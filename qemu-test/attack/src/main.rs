@@ -42,15 +42,20 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         rounds: u32,
     },
-    /// Send captured datagrams again: lines `DST_IP DST_PORT HEX_PAYLOAD`
-    /// (tshark -T fields -e ip.dst -e udp.dstport -e udp.payload).
+    /// Send captured datagrams again: lines `DST_IP DST_PORT HEX_PAYLOAD
+    /// [SRC_IP SRC_PORT]` (tshark -T fields -e ip.dst -e udp.dstport -e
+    /// udp.payload -e ip.src -e udp.srcport).
     Replay {
         /// The capture, as text.
         #[arg(long)]
         capture: std::path::PathBuf,
         /// Send from this (forged) source address (IP_TRANSPARENT).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "same_source")]
         source: Option<IpAddr>,
+        /// Send each datagram from the very address and port it was
+        /// captured from (forged, IP_TRANSPARENT): a bit-identical replay.
+        #[arg(long)]
+        same_source: bool,
         /// Times each datagram is sent.
         #[arg(long, default_value_t = 2)]
         times: u32,
@@ -186,11 +191,15 @@ fn every_type<'a>(
 }
 
 fn bound_socket(source: Option<IpAddr>) -> Result<UdpSocket> {
-    let Some(ip) = source else {
-        return UdpSocket::bind("0.0.0.0:0").context("bind");
-    };
-    let sock = UdpSocket::bind("0.0.0.0:0").context("bind")?;
-    drop(sock);
+    match source {
+        None => UdpSocket::bind("0.0.0.0:0").context("bind"),
+        Some(ip) => transparent_socket(SocketAddr::new(ip, 0)),
+    }
+}
+
+/// A UDP socket bound to `at`, an address this host need not have.
+fn transparent_socket(at: SocketAddr) -> Result<UdpSocket> {
+    let ip = at.ip();
     // A transparent socket may bind an address this host does not have.
     let fd = nix::sys::socket::socket(
         nix::sys::socket::AddressFamily::Inet,
@@ -206,7 +215,7 @@ fn bound_socket(source: Option<IpAddr>) -> Result<UdpSocket> {
             IpAddr::V4(v4) => v4,
             IpAddr::V6(_) => bail!("IPv4 only"),
         },
-        0,
+        at.port(),
     ));
     nix::sys::socket::bind(fd.as_raw_fd(), &addr).context("bind the forged source")?;
     Ok(UdpSocket::from(fd))
@@ -269,7 +278,7 @@ fn main() -> Result<()> {
             t.drain(&sock, Duration::from_secs(1))?;
             t.print("forge");
         }
-        Cmd::Replay { capture, source, times } => {
+        Cmd::Replay { capture, source, same_source, times } => {
             let text = std::fs::read_to_string(&capture).with_context(|| format!("{}", capture.display()))?;
             let sock = bound_socket(source)?;
             let mut t = Tally::default();
@@ -278,21 +287,42 @@ fn main() -> Result<()> {
                 let mut w = line.split_whitespace();
                 let (Some(ip), Some(port), Some(hex)) = (w.next(), w.next(), w.next()) else { continue };
                 let (Ok(ip), Ok(port)) = (ip.parse::<IpAddr>(), port.parse::<u16>()) else { continue };
+                let from = match (w.next().map(str::parse::<IpAddr>), w.next().map(str::parse::<u16>)) {
+                    (Some(Ok(i)), Some(Ok(p))) => Some(SocketAddr::new(i, p)),
+                    _ => None,
+                };
                 if let Some(p) = hex_decode(hex) {
-                    dgrams.push((SocketAddr::new(ip, port), p));
+                    dgrams.push((SocketAddr::new(ip, port), p, from));
                 }
             }
             if dgrams.is_empty() {
                 bail!("no datagram in {}", capture.display());
             }
+            let mut forged: std::collections::HashMap<SocketAddr, UdpSocket> = Default::default();
             for _ in 0..times {
-                for (to, p) in &dgrams {
-                    t.send(&sock, p, *to);
+                for (to, p, from) in &dgrams {
+                    match from.filter(|_| same_source) {
+                        Some(f) => {
+                            if !forged.contains_key(&f) {
+                                forged.insert(f, transparent_socket(f)?);
+                            }
+                            if let Some(s) = forged.get(&f) {
+                                t.send(s, p, *to);
+                            }
+                        }
+                        None => t.send(&sock, p, *to),
+                    }
                 }
                 t.drain(&sock, Duration::from_millis(200))?;
             }
             t.drain(&sock, Duration::from_secs(1))?;
-            t.print(if source.is_some() { "replay-forged-source" } else { "replay" });
+            t.print(if same_source {
+                "replay-same-source"
+            } else if source.is_some() {
+                "replay-forged-source"
+            } else {
+                "replay"
+            });
         }
         Cmd::ListFlood { target, rate, secs } => {
             let sock = UdpSocket::bind("0.0.0.0:0")?;

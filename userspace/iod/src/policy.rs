@@ -15,7 +15,10 @@
 //!   and appended locally), never sent as a datagram to itself.
 //! * A direct reply's client is neither a local address nor a peer's.
 //! * A request whose datagram source is not a peer is a first hop: its
-//!   origin's IP must be the datagram's source IP.
+//!   origin must be the datagram's source, IP and port (every legitimate
+//!   sender, the module and the user-space clients, sends from the socket
+//!   whose address it names as origin; another port of the same host is
+//!   another program).
 //!
 //! Addresses are compared in canonical form (IPv4-mapped IPv6 = IPv4).
 
@@ -181,9 +184,9 @@ impl AddrPolicy {
     }
 
     /// The origin of a request arriving from `src`: a first hop (`src`
-    /// not a peer) must name its sender's IP.
+    /// not a peer) must name its sender's address, IP and port.
     pub fn check_origin(&self, origin: SocketAddr, src: SocketAddr) -> Result<(), Violation> {
-        if self.is_peer(src) || origin.ip().to_canonical() == src.ip().to_canonical() {
+        if self.is_peer(src) || canon(origin) == canon(src) {
             Ok(())
         } else {
             Err(Violation::OriginMismatch { origin, src })
@@ -244,10 +247,22 @@ mod tests {
         ] {
             assert!(p.check_client(a(bad)).is_err(), "{bad}");
         }
-        // origins: first hops must name themselves; peers forward anyone's
-        assert_eq!(p.check_origin(a("10.1.0.1:900"), a("10.1.0.1:901")), Ok(()));
+        // origins: first hops must name themselves, IP and port; peers
+        // forward anyone's
+        assert_eq!(p.check_origin(a("10.1.0.1:900"), a("10.1.0.1:900")), Ok(()));
+        assert_eq!(
+            p.check_origin(a("[::ffff:10.1.0.1]:900"), a("10.1.0.1:900")),
+            Ok(())
+        );
+        assert_eq!(
+            p.check_origin(a("10.1.0.1:900"), a("10.1.0.1:901")),
+            Err(Violation::OriginMismatch {
+                origin: a("10.1.0.1:900"),
+                src: a("10.1.0.1:901")
+            })
+        );
         assert!(p
-            .check_origin(a("10.1.0.2:900"), a("10.1.0.1:901"))
+            .check_origin(a("10.1.0.2:900"), a("10.1.0.1:900"))
             .is_err());
         assert_eq!(
             p.check_origin(a("10.1.0.1:900"), a("127.0.0.1:7001")),

@@ -9,17 +9,24 @@
 //! 2. `wire::open`: a datagram whose tag does not verify is dropped and
 //!    counted, never answered, so an attacker without the key gets no byte
 //!    out of the iod;
-//! 3. the replay window ([`crate::replay`]): old seqs and duplicates are
+//! 3. PING is answered here, by the receiving worker, and never enters the
+//!    replay table (a replayed PING gets a PONG, no longer than the PING,
+//!    sent to its datagram source: harmless);
+//! 4. the address rules ([`crate::policy`]) → ACK `Refused`;
+//! 5. the instance: every other request must name ours → ACK `Stale`,
+//!    decided under the replay table's lock before anything is looked up
+//!    or remembered, so that captured messages of other instances (or
+//!    copies meant for another iod) neither fill the table nor mark ids;
+//! 6. the replay window ([`crate::replay`]): old seqs and duplicates are
 //!    dropped, except that a finished mutation's retransmission is
-//!    answered from the reply cache or re-forwarded along its chain;
-//! 4. PING is answered here, by the receiving worker;
-//! 5. the address rules ([`crate::policy`]) → ACK `Refused`;
-//! 6. the instance: every other request must name ours → ACK `Stale`;
+//!    answered from the reply cache or re-forwarded along its chain (at
+//!    most [`crate::replay::MAX_REFORWARDS`] times);
 //! 7. cost bounds (file size) → ACK `TooBig`, LIST rate and queue → drop;
 //! 8. the request itself.
 //!
 //! Refusals (Stale, Refused) are authenticated answers to authenticated
-//! requests and never longer than the request they answer.
+//! requests, never longer than the request they answer, and leave nothing
+//! in the replay table (a retransmission is refused again).
 
 use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, UdpSocket};
@@ -41,7 +48,7 @@ use nfsp_proto::{FileKey, ProtoError};
 
 use crate::policy::{AddrPolicy, Violation};
 use crate::ratelimit::RateLimiter;
-use crate::replay::{Done, Kind, ReplayTable, State, Verdict, MAX_EPOCHS};
+use crate::replay::{Done, Kind, Repeat, ReplayTable, Verdict, MAX_EPOCHS, MAX_REFORWARDS};
 use crate::stats::Stats;
 use crate::store::Store;
 use crate::transparent::TransparentCache;
@@ -361,10 +368,11 @@ impl Shared {
         self.replay.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Window check; rotates the instance when the epoch table is full.
-    fn check_window(&self, id: RequestId, kind: Kind) -> (Verdict, u64) {
+    /// Instance and window check of a request naming instance `named`;
+    /// rotates the instance when the epoch table is full.
+    fn check_window(&self, id: RequestId, named: u64, kind: Kind) -> (Verdict, u64) {
         let mut t = self.replay();
-        let (v, inst) = t.check(id, kind, new_instance);
+        let (v, inst) = t.check(id, named, kind, new_instance);
         if self.instance.swap(inst, Ordering::SeqCst) != inst {
             warn!(
                 "replay table full ({MAX_EPOCHS} sender epochs): new instance {inst:016x}; \
@@ -529,11 +537,12 @@ fn ack(cx: &Ctx<'_>, id: RequestId, a: Ack, to: SocketAddr, sbuf: &mut [u8]) {
     send_msg(cx, &m, to, sbuf);
 }
 
-/// Answer a refused request (Stale, Refused): never more bytes than it had.
+/// Answer a refused request (Stale, Refused): never more bytes than it
+/// had. Refusals are decided before the replay table and leave nothing in
+/// it (`cx.mutation` is still false).
 fn refuse(cx: &Ctx<'_>, msg: &Message<'_>, status: Status, to: SocketAddr, sbuf: &mut [u8]) {
     Stats::add(&cx.sh.stats.refused, 1);
     if cx.len < ACK_LEN {
-        cx.record(msg.id, Done::Silent);
         return;
     }
     let a = Ack {
@@ -598,56 +607,17 @@ fn handle(mut cx: Ctx<'_>, msg: &Message<'_>, sbuf: &mut [u8]) {
     let sh = cx.sh;
     let src = cx.src;
     let op = msg.body.msg_type();
-    if matches!(
-        op,
-        MsgType::ReadReply | MsgType::Ack | MsgType::Pong | MsgType::ListReply
-    ) {
+    if op.is_answer() {
         Stats::add(&sh.stats.malformed, 1);
         sh.warn_limited(format_args!("unexpected {op:?} from {src}"));
         return;
     }
     Stats::add(&sh.stats.requests, 1);
-    let mutation = matches!(
-        op,
-        MsgType::Write | MsgType::Commit | MsgType::Truncate | MsgType::Unlink
-    );
-    let kind = match &msg.body {
-        _ if mutation => Kind::Mutation,
-        Body::Read(r) => {
-            // Hops naming us right after our own extent are served in
-            // place; a later one means the route comes back through a peer.
-            let is_self = |h: &wire::Hop| sh.policy.is_self(h.addr);
-            Kind::Read {
-                remaining: r.routes.len().min(u8::MAX as usize) as u8,
-                revisit: r.routes.iter().skip_while(is_self).any(|h| is_self(&h)),
-            }
-        }
-        _ => Kind::Other,
-    };
-    let (verdict, instance) = sh.check_window(msg.id, kind);
-    cx.instance = instance;
-    cx.mutation = mutation;
-    match verdict {
-        Verdict::New => {}
-        Verdict::TooOld => {
-            Stats::add(&sh.stats.replays, 1);
-            sh.warn_limited(format_args!(
-                "{op:?} {:?} from {src}: older than the window",
-                msg.id
-            ));
-            return;
-        }
-        Verdict::Duplicate(state) => {
-            Stats::add(&sh.stats.replays, 1);
-            debug!("{op:?} {:?} from {src}: duplicate ({state:?})", msg.id);
-            if let Some(State::Done(done)) = state {
-                repeat(&cx, msg, done, sbuf);
-            }
-            return;
-        }
-    }
+    cx.instance = sh.instance.load(Ordering::SeqCst);
     if let Body::Ping = msg.body {
-        let m = Message::new(msg.id, instance, Body::Pong(sh.stats.snapshot()));
+        // Out of the replay table: a PING changes nothing and its PONG is
+        // no larger than it, so every authenticated one is answered.
+        let m = Message::new(msg.id, cx.instance, Body::Pong(sh.stats.snapshot()));
         send_msg(&cx, &m, src, sbuf);
         return;
     }
@@ -662,15 +632,53 @@ fn handle(mut cx: Ctx<'_>, msg: &Message<'_>, sbuf: &mut [u8]) {
         refuse(&cx, msg, Status::Refused, to, sbuf);
         return;
     }
-    let answer_to = origin_of(&msg.body).unwrap_or(src);
-    if msg.instance != instance {
-        debug!(
-            "{op:?} {:?} from {src} names instance {:016x}, ours is {instance:016x}",
-            msg.id, msg.instance
-        );
-        refuse(&cx, msg, Status::Stale, answer_to, sbuf);
-        return;
+    let origin = origin_of(&msg.body);
+    let answer_to = origin.unwrap_or(src);
+    let mutation = matches!(
+        op,
+        MsgType::Write | MsgType::Commit | MsgType::Truncate | MsgType::Unlink
+    );
+    let kind = match &msg.body {
+        _ if mutation => Kind::Mutation { src, origin },
+        Body::Read(r) => {
+            // Hops naming us right after our own extent are served in
+            // place; a later one means the route comes back through a peer.
+            let is_self = |h: &wire::Hop| sh.policy.is_self(h.addr);
+            Kind::Read {
+                remaining: r.routes.len().min(u8::MAX as usize) as u8,
+                revisit: r.routes.iter().skip_while(is_self).any(|h| is_self(&h)),
+            }
+        }
+        _ => Kind::Other,
+    };
+    let (verdict, instance) = sh.check_window(msg.id, msg.instance, kind);
+    cx.instance = instance;
+    match verdict {
+        Verdict::New => {}
+        Verdict::Stale => {
+            debug!(
+                "{op:?} {:?} from {src} names instance {:016x}, ours is {instance:016x}",
+                msg.id, msg.instance
+            );
+            refuse(&cx, msg, Status::Stale, answer_to, sbuf);
+            return;
+        }
+        Verdict::TooOld => {
+            Stats::add(&sh.stats.replays, 1);
+            sh.warn_limited(format_args!(
+                "{op:?} {:?} from {src}: older than the window",
+                msg.id
+            ));
+            return;
+        }
+        Verdict::Duplicate(r) => {
+            Stats::add(&sh.stats.replays, 1);
+            debug!("{op:?} {:?} from {src}: duplicate ({r:?})", msg.id);
+            repeat(&cx, msg, r, sbuf);
+            return;
+        }
     }
+    cx.mutation = mutation;
     match &msg.body {
         Body::Read(r) => handle_read(&cx, msg.id, r, sbuf),
         Body::List(l) => {
@@ -759,24 +767,26 @@ fn too_big(cx: &Ctx<'_>, id: RequestId, op: MsgType, len: u64, to: SocketAddr, s
     ack(cx, id, a, to, sbuf);
 }
 
-/// A retransmitted mutation we finished: say again what we said, or
-/// forward it again (the next member suppresses its own duplicate and
-/// answers from its cache), never apply it twice.
-fn repeat(cx: &Ctx<'_>, msg: &Message<'_>, done: Done, sbuf: &mut [u8]) {
-    match done {
-        Done::Acked { ack: a, to } => {
-            // Only to where the first answer went: a captured request
-            // replayed from elsewhere reflects nothing to its new source.
-            let expected = origin_of(&msg.body).unwrap_or(cx.src);
-            if to == cx.src || to == expected {
-                let m = Message::new(msg.id, cx.instance, Body::Ack(a));
-                send_msg(cx, &m, to, sbuf);
-            }
+/// A retransmitted mutation we finished: say again what we said (only to
+/// where it went: a captured request replayed from elsewhere reflects
+/// nothing to its new source), or forward it again (the next member
+/// suppresses its own duplicate and answers from its cache) a bounded
+/// number of times; never apply it twice. The addresses of `msg` were
+/// checked before the window.
+fn repeat(cx: &Ctx<'_>, msg: &Message<'_>, r: Repeat, sbuf: &mut [u8]) {
+    match r {
+        Repeat::Nothing | Repeat::InProgress => {}
+        Repeat::Ack { ack: a, to } => {
+            let m = Message::new(msg.id, cx.instance, Body::Ack(a));
+            send_msg(cx, &m, to, sbuf);
         }
-        Done::Forwarded => {
-            if check_addresses(&cx.sh.policy, &msg.body, cx.src).is_err() {
-                return;
-            }
+        Repeat::ForwardSpent => cx.sh.warn_limited(format_args!(
+            "{:?} {:?} from {}: forwarded again {MAX_REFORWARDS} times already, dropped as a replay",
+            msg.body.msg_type(),
+            msg.id,
+            cx.src
+        )),
+        Repeat::Forward => {
             let next = match &msg.body {
                 Body::Write(w) => w
                     .chain
@@ -796,7 +806,6 @@ fn repeat(cx: &Ctx<'_>, msg: &Message<'_>, done: Done, sbuf: &mut [u8]) {
                 send_msg(cx, &Message::new(msg.id, n.instance, body), n.addr, sbuf);
             }
         }
-        Done::Silent => {}
     }
 }
 

@@ -32,6 +32,9 @@ const META: &str = "10.251.0.1:2049";
 const IOD_IP: &str = "10.251.0.2";
 const EPOCH: u64 = 0x7e57_d1ec_0000_0001;
 const CLIENT_IP: &str = "10.251.0.3";
+/// The port the request probe sends from: a first hop's origin must be its
+/// sender's full address (IP and port).
+const ORIGIN_PORT: u16 = 9;
 
 fn have(cmd: &str) -> bool {
     Command::new("sh")
@@ -209,7 +212,7 @@ fn probe_send(
         env!("CARGO_BIN_EXE_nfsp-udp-probe").into(),
         "send".into(),
         "--bind".into(),
-        format!("{IOD_IP}:0"),
+        format!("{IOD_IP}:{ORIGIN_PORT}"),
         "--to".into(),
         to.to_string(),
         "--hex".into(),
@@ -307,8 +310,8 @@ fn exchange(
             len: hops[0].len,
             routes: List::Items(&hops[1..]),
             reply: ReplySpec::Direct {
-                // The sender's IP (a first hop must name its sender).
-                origin: format!("{IOD_IP}:9").parse().unwrap(),
+                // The probe's address (a first hop must name its sender).
+                origin: format!("{IOD_IP}:{ORIGIN_PORT}").parse().unwrap(),
                 client: client_addr,
                 source: META.parse().unwrap(),
                 header: &header[..n],

@@ -503,8 +503,9 @@ fn rule2_instance_and_restart() {
 /// Rule 3: duplicates and replays. A replayed WRITE (after a newer write
 /// to the same range) is not applied again and gets the cached ACK, also
 /// through a replica chain (the head re-forwards, the member answers from
-/// its cache); replayed READ, LIST, PING get no answer; a seq older than
-/// the window gets nothing; a READ whose route comes back to an iod works.
+/// its cache); replayed READ and LIST get no answer, a replayed PING its
+/// PONG (PINGs stay out of the window); a seq older than the window gets
+/// nothing; a READ whose route comes back to an iod works.
 #[test]
 fn rule3_replays_and_duplicates() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
@@ -570,25 +571,39 @@ fn rule3_replays_and_duplicates() {
             max: 10,
         }),
     );
-    let ping = meta.encode(c, Body::Ping);
     let before = meta.ping(c).replays;
-    for r in [&rd, &list, &ping] {
+    for r in [&rd, &list] {
         let got = meta.transact(std::slice::from_ref(r));
         assert!(meta.open(&got[0]).is_some());
         meta.send_raw(&r.bytes, c);
         assert!(silent(&meta.sock, 400), "replayed {:?} answered", r.id);
     }
-    assert_eq!(meta.ping(c).replays, before + 3);
+    assert_eq!(meta.ping(c).replays, before + 2);
+    // PING stays out of the window: a replay gets its PONG again, no
+    // longer than the PING, to the datagram's source (harmless).
+    let ping = meta.encode(c, Body::Ping);
+    for _ in 0..2 {
+        let got = meta.transact(std::slice::from_ref(&ping));
+        let m = meta.open(&got[0]).unwrap();
+        assert!(matches!(m.body, Body::Pong(_)) && got[0].len() <= ping.bytes.len());
+    }
+    assert_eq!(meta.ping(c).replays, before + 2, "PINGs are no replays");
 
     // older than the window: the cached answer is gone too
     meta.skip_seqs(2 * nfsp_iod_window());
-    meta.ping(c);
+    meta.call(
+        c,
+        Body::List(ListRequest {
+            after: None,
+            max: 1,
+        }),
+    );
     meta.send_raw(&un.bytes, c);
     assert!(
         silent(&meta.sock, 400),
         "a seq older than the window was answered"
     );
-    assert_eq!(meta.ping(c).replays, before + 4);
+    assert_eq!(meta.ping(c).replays, before + 3);
 
     // a route A -> C -> A (A twice): the second visit is not a duplicate
     meta.viods = vec![vec![a]];
@@ -623,9 +638,7 @@ fn rule3_replays_and_duplicates() {
     }
     meta.send_raw(&rd.bytes, a);
     assert!(silent(&meta.sock, 400), "replayed multi-hop READ answered");
-    eprintln!(
-        "rule 3: replayed WRITE/UNLINK answered from the cache, READ/LIST/PING replays dropped"
-    );
+    eprintln!("rule 3: replayed WRITE/UNLINK answered from the cache, READ/LIST replays dropped");
 }
 
 fn nfsp_iod_window() -> u64 {
@@ -646,6 +659,8 @@ fn rule3_full_epoch_table_rotates_instance() {
     let w = meta.write_requests(0, b"abcd");
     meta.transact(&w);
     meta.write(0, b"efgh");
+    // Only requests naming the current instance enter the table: a key
+    // holder's fresh LISTs of distinct epochs.
     let flood = sink("127.0.0.1");
     let mut b = vec![0u8; 512];
     for e in 0..iod::replay::MAX_EPOCHS as u64 + 64 {
@@ -653,7 +668,11 @@ fn rule3_full_epoch_table_rotates_instance() {
             epoch: 0xe000_0000_0000_0000 | (e + 1),
             seq: 1,
         };
-        let n = Message::new(id, 0, Body::Ping)
+        let list = Body::List(ListRequest {
+            after: None,
+            max: 1,
+        });
+        let n = Message::new(id, inst, list)
             .seal(&test_keys(), &mut b)
             .unwrap();
         flood.send_to(&b[..n], iod.addr).unwrap();
@@ -690,8 +709,8 @@ fn rule4_iod(dir: &std::path::Path, peer: SocketAddr, meta: SocketAddr) -> commo
 
 /// Rule 4: direct replies only from a `--meta` address, never to a local
 /// or peer address; hops and chain members must be peers, a chain member
-/// never the iod itself; a first hop must name its sender as origin.
-/// Each violation: ACK Refused to the sender, nothing sent to the target,
+/// never the iod itself; a first hop must name its sender (IP and port)
+/// as origin. Each violation: ACK Refused to the sender, nothing sent to the target,
 /// nothing written. Datagrams from the meta address are dropped.
 #[test]
 fn rule4_address_discipline() {
@@ -700,6 +719,8 @@ fn rule4_address_discipline() {
     let meta_nfs = sink("127.0.0.1");
     let outsider = sink("127.0.0.1");
     let far = sink("127.0.0.2");
+    // the sender's IP, another port
+    let neighbour = sink("127.0.0.1");
     let iod = rule4_iod(dir.path(), addr(&peer), addr(&meta_nfs));
     let me = iod.addr;
     let mut meta = Meta::simple();
@@ -773,13 +794,26 @@ fn rule4_address_discipline() {
             read(&[], ReplySpec::Relay { origin: addr(&far) }),
         ),
         ("WRITE origin is not the sender", write(addr(&far), None)),
+        (
+            "READ origin is the sender's IP, another port",
+            read(
+                &[],
+                ReplySpec::Relay {
+                    origin: addr(&neighbour),
+                },
+            ),
+        ),
+        (
+            "WRITE origin is the sender's IP, another port",
+            write(addr(&neighbour), None),
+        ),
     ];
     for (what, req) in &cases {
         let (from, id, i, a) = ack_for(&meta, req, me);
         assert_eq!((from, id, i), (me, req.id, inst), "{what}");
         assert_eq!(a.status, Status::Refused, "{what}");
     }
-    for s in [&peer, &meta_nfs, &outsider, &far] {
+    for s in [&peer, &meta_nfs, &outsider, &far, &neighbour] {
         assert!(silent(s, 200), "something was sent to {}", addr(s));
     }
     assert!(files_under(dir.path()).is_empty(), "a refused WRITE wrote");
@@ -1101,7 +1135,15 @@ fn rule6_counters_in_stats_json() {
         .encode(&mut unsigned)
         .unwrap();
     meta.send_raw(&unsigned[..n], iod.addr);
-    let p = meta.encode(iod.addr, Body::Ping);
+    let (_, inst) = meta.ping_instance(iod.addr);
+    meta.learn(iod.addr, inst);
+    let p = meta.encode(
+        iod.addr,
+        Body::List(ListRequest {
+            after: None,
+            max: 1,
+        }),
+    );
     meta.transact(std::slice::from_ref(&p));
     meta.send_raw(&p.bytes, iod.addr);
     let c = meta.encode(
@@ -1127,4 +1169,402 @@ fn rule6_counters_in_stats_json() {
     assert_eq!(v["bad_auth"], 1, "{line}");
     assert_eq!(v["replays"], 1, "{line}");
     assert_eq!(v["refused"], 1, "{line}");
+}
+
+/// A socket for floods: a receive buffer for every answer of a batch.
+fn flood_sock() -> UdpSocket {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let s = sink("127.0.0.1");
+    let n: usize = 8 << 20;
+    if setsockopt(&s, sockopt::RcvBufForce, &n).is_err() {
+        let _ = setsockopt(&s, sockopt::RcvBuf, &n);
+    }
+    s
+}
+
+/// Sends `dgrams` to `to` from `s` in batches of 32, collecting whatever
+/// comes back (a batch waits for its answers, or 50 ms of silence, so
+/// that no receive buffer overflows); then 500 ms more.
+fn exchange_all(s: &UdpSocket, dgrams: &[Vec<u8>], to: SocketAddr) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let mut drain = |want: usize, quiet_ms: u64, got: &mut Vec<Vec<u8>>| {
+        s.set_read_timeout(Some(Duration::from_millis(quiet_ms)))
+            .unwrap();
+        while got.len() < want {
+            match s.recv_from(&mut buf) {
+                Ok((n, _)) => got.push(buf[..n].to_vec()),
+                Err(_) => break,
+            }
+        }
+    };
+    for (i, chunk) in dgrams.chunks(32).enumerate() {
+        for d in chunk {
+            s.send_to(d, to).unwrap();
+        }
+        drain(32 * i + chunk.len(), 50, &mut got);
+    }
+    drain(usize::MAX, 500, &mut got);
+    got
+}
+
+fn sealed(id: RequestId, instance: u64, body: Body<'_>) -> Vec<u8> {
+    let mut b = vec![0u8; wire::MAX_DATAGRAM];
+    let n = Message::new(id, instance, body)
+        .seal(&test_keys(), &mut b)
+        .unwrap();
+    b.truncate(n);
+    b
+}
+
+/// Rule 3: captured datagrams cannot fill the epoch table. PINGs stay out
+/// of it (each authenticated PING gets its PONG, no longer than the PING,
+/// replays included), and a request naming another instance is answered
+/// `Stale` before the table is touched: 4,100 PINGs of distinct epochs
+/// replayed 3 times, then old-instance requests of 5,000 epochs, rotate
+/// nothing.
+#[test]
+fn rule3_captured_datagrams_do_not_rotate_the_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let iod = spawn_iod(dir.path());
+    let meta = Meta::simple();
+    let (_, inst) = meta.ping_instance(iod.addr);
+    let flood = flood_sock();
+    // PINGs of past iodmgr/iodctl runs (instance 0, one epoch each)
+    let pings: Vec<Vec<u8>> = (0..4100u64)
+        .map(|e| {
+            let id = RequestId {
+                epoch: 0xc0de_0000_0000_0000 | (e + 1),
+                seq: 3,
+            };
+            sealed(id, 0, Body::Ping)
+        })
+        .collect();
+    let mut pongs = 0usize;
+    for _ in 0..3 {
+        for a in exchange_all(&flood, &pings, iod.addr) {
+            let m = meta.open(&a).expect("signed answer");
+            assert!(matches!(m.body, Body::Pong(_)), "{:?}", m.body);
+            assert!(a.len() <= pings[0].len(), "a PONG longer than the PING");
+            assert_eq!(m.instance, inst);
+            pongs += 1;
+        }
+    }
+    assert_eq!(
+        meta.ping_instance(iod.addr).1,
+        inst,
+        "replayed PINGs rotated the instance"
+    );
+    assert_eq!(pongs, 3 * pings.len(), "every authenticated PING answered");
+    // requests of 5,000 epochs naming an old instance
+    let old = inst ^ 0x0123_4567_89ab_cdef;
+    let keys = [K];
+    let reqs: Vec<(RequestId, Vec<u8>)> = (0..5000u64)
+        .map(|e| {
+            let id = RequestId {
+                epoch: 0xd1e0_0000_0000_0000 | (e + 1),
+                seq: 1,
+            };
+            let body = Body::Unlink(Unlink {
+                keys: List::Items(&keys),
+            });
+            (id, sealed(id, old, body))
+        })
+        .collect();
+    let dgrams: Vec<Vec<u8>> = reqs.iter().map(|r| r.1.clone()).collect();
+    let mut stale = std::collections::HashSet::new();
+    for a in exchange_all(&flood, &dgrams, iod.addr) {
+        let m = meta.open(&a).expect("signed answer");
+        match m.body {
+            Body::Ack(a) if a.status == Status::Stale && m.instance == inst => {
+                stale.insert(m.id);
+            }
+            other => panic!("expected Stale, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        meta.ping_instance(iod.addr).1,
+        inst,
+        "old-instance requests rotated the instance"
+    );
+    assert_eq!(stale.len(), reqs.len(), "every old-instance request Stale");
+    assert!(reqs.iter().all(|r| stale.contains(&r.0)));
+    let s = meta.ping(iod.addr);
+    assert_eq!((s.replays, s.refused), (0, reqs.len() as u64));
+    eprintln!(
+        "rule 3: {} PING datagrams ({} epochs x 3) answered, {} old-instance requests Stale, \
+         0 instance rotations",
+        pongs,
+        pings.len(),
+        stale.len()
+    );
+}
+
+/// Rule 2: after a restart, every request of the old instance is `Stale`,
+/// even one far older than the sender's latest: the instance is checked
+/// before the window, which learns nothing from it.
+#[test]
+fn rule2_old_inflight_requests_after_restart_are_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = common::free_addrs(1)[0];
+    let opts = Opts {
+        listen,
+        ..Opts::default()
+    };
+    let iod = spawn_iod_with(dir.path(), &opts);
+    let mut meta = Meta::simple();
+    meta.key = K;
+    let (_, inst1) = meta.ping_instance(listen);
+    meta.learn(listen, inst1);
+    let keys = [K];
+    let unlink = |meta: &Meta| {
+        meta.encode(
+            listen,
+            Body::Unlink(Unlink {
+                keys: List::Items(&keys),
+            }),
+        )
+    };
+    let early = unlink(&meta);
+    meta.skip_seqs(2 * nfsp_iod_window());
+    let late = unlink(&meta);
+    drop(iod);
+    let _iod2 = spawn_iod_with(dir.path(), &opts);
+    let (_, _, inst2, a) = ack_for(&meta, &late, listen);
+    assert_eq!(a.status, Status::Stale);
+    assert_ne!(inst2, inst1);
+    // in flight before the restart, older than the window below `late`
+    let (_, id, i, a) = ack_for(&meta, &early, listen);
+    assert_eq!((id, i, a.status), (early.id, inst2, Status::Stale));
+    let s = meta.ping(listen);
+    assert_eq!((s.replays, s.refused), (0, 2));
+}
+
+/// Rule 3: forwarded copies keep the origin's id, so a copy meant for iod
+/// Y, replayed to iod Z first, must not mark that id at Z: the genuine
+/// copy Z gets later (next hop of a READ, chain member of a WRITE) is
+/// served.
+#[test]
+fn rule3_copy_for_another_iod_does_not_preempt_the_genuine_one() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let paths: Vec<_> = dirs.iter().map(|d| d.path()).collect();
+    let iods = spawn_cluster(&paths);
+    let (y, z) = (iods[0].addr, iods[1].addr);
+    let mut meta = Meta::simple();
+    meta.key = K;
+    meta.viods = vec![vec![y]];
+    meta.write(0, b"YYYY");
+    meta.viods = vec![vec![z]];
+    meta.write(0, b"ZZZZ");
+    let hop = |addr| Hop {
+        addr,
+        local_offset: 0,
+        len: 4,
+        instance: 0,
+    };
+    // READ route Y -> Z; its copy for Y, sent to Z from the origin's
+    // address (an on-path attacker forges it): Stale (Y's instance)
+    let rd = meta.read_request(&[hop(y), hop(z)], ReplySpec::Relay { origin: meta.addr });
+    let (from, _, _, a) = ack_for(&meta, &rd, z);
+    assert_eq!((from, a.status), (z, Status::Stale));
+    // the genuine request: Y forwards it to Z, Z answers
+    meta.send_raw(&rd.bytes, y);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut data = None;
+    while let Some((b, from)) = meta.recv_within(deadline.saturating_duration_since(Instant::now()))
+    {
+        let Some(m) = meta.open(&b) else { continue };
+        if let (true, Body::ReadReply(r)) = (m.id == rd.id && from == z, m.body) {
+            data = Some(r.data.to_vec());
+            break;
+        }
+    }
+    assert_eq!(
+        data.as_deref(),
+        Some(&b"YYYYZZZZ"[..]),
+        "the genuine READ was pre-empted at Z"
+    );
+    // WRITE chain Y -> Z; its copy for Y sent to Z by an attacker: Refused
+    meta.viods = vec![vec![y, z]];
+    let w = meta.write_requests(0, b"both").remove(0);
+    let attacker = sink("127.0.0.1");
+    attacker.send_to(&w.bytes, z).unwrap();
+    attacker
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut b = vec![0u8; 65536];
+    let (n, _) = attacker.recv_from(&mut b).expect("refusal");
+    match meta.open(&b[..n]).unwrap().body {
+        Body::Ack(a) => assert_eq!(a.status, Status::Refused),
+        other => panic!("expected Refused, got {other:?}"),
+    }
+    let (from, id, _, a) = ack_for(&meta, &w, y);
+    assert_eq!((from, id), (z, w.id), "the chain's last member answers");
+    assert_eq!((a.status, a.value), (Status::Ok, 4));
+    for d in &dirs {
+        assert_eq!(
+            std::fs::read(d.path().join(local_path(&K))).unwrap(),
+            b"both"
+        );
+    }
+}
+
+/// A UDP relay standing for a chain member: passes what it receives to
+/// `to` (from its own socket), drops the first datagram (a lost forward),
+/// and reports every datagram's id and length.
+fn lossy_relay(
+    to: SocketAddr,
+    stop: Arc<AtomicBool>,
+) -> (
+    SocketAddr,
+    std::sync::mpsc::Receiver<(RequestId, usize)>,
+    std::thread::JoinHandle<()>,
+) {
+    let s = flood_sock();
+    let a = addr(&s);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut buf = vec![0u8; 65536];
+        let mut first = true;
+        while !stop.load(Ordering::Relaxed) {
+            let Ok((n, _)) = s.recv_from(&mut buf) else {
+                continue;
+            };
+            let Ok(m) = wire::open(&test_keys(), &buf[..n]) else {
+                continue;
+            };
+            let _ = tx.send((m.id, n));
+            if !std::mem::take(&mut first) {
+                s.send_to(&buf[..n], to).unwrap();
+            }
+        }
+    });
+    (a, rx, t)
+}
+
+/// Rule 3: a finished, forwarded mutation is forwarded again at most
+/// twice in its life. A lost forward is still repaired by the origin's
+/// retransmission; 50 replays of a 60 KiB WRITE from the origin's address
+/// make the head send at most 2 copies: the iods send less than the
+/// replayer.
+#[test]
+fn rule3_replayed_forwarded_write_is_reforwarded_at_most_twice() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let addrs = common::free_addrs(2);
+    let (yl, zl) = (addrs[0], addrs[1]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (relay, seen, relay_t) = lossy_relay(zl, Arc::clone(&stop));
+    // Y forwards to the relay, which passes to Z: both know it as a peer
+    let spawn = |dir: &std::path::Path, listen| {
+        spawn_iod_with(
+            dir,
+            &Opts {
+                listen,
+                peers: vec![listen, relay],
+                ..Opts::default()
+            },
+        )
+    };
+    let _y = spawn(dirs[0].path(), yl);
+    let _z = spawn(dirs[1].path(), zl);
+    let mut meta = Meta::simple();
+    meta.key = K;
+    meta.viods = vec![vec![yl, relay]];
+    meta.learn(yl, meta.ping_instance(yl).1);
+    meta.learn(relay, meta.ping_instance(zl).1);
+    let mut rng = Rng(0x5eed);
+    let mut data = vec![0u8; wire::MAX_DATA_PER_MSG];
+    rng.fill(&mut data);
+
+    // A: the first forward is lost; the origin's retransmission repairs it
+    let wa = meta.write_requests(0, &data);
+    assert_eq!(wa.len(), 1);
+    let acks = meta.expect_acks(&meta.transact(&wa), MsgType::Write);
+    assert_eq!(
+        (acks[0].status, acks[0].value),
+        (Status::Ok, data.len() as u64)
+    );
+    assert!(meta.retransmits.load(Ordering::Relaxed) >= 1);
+    let rel = local_path(&K);
+    let local = |i: usize| std::fs::read(dirs[i].path().join(&rel)).unwrap();
+    assert_eq!(&local(1)[..data.len()], &data[..], "Z has the WRITE");
+
+    // B: forwarded once, then replayed 50 times from the origin's address
+    rng.fill(&mut data);
+    let wb = meta.write_requests(2 * 65536, &data);
+    assert_eq!(wb.len(), 1);
+    meta.expect_acks(&meta.transact(&wb), MsgType::Write);
+    std::thread::sleep(Duration::from_millis(200));
+    let so_far: Vec<(RequestId, usize)> = seen.try_iter().collect();
+    let count = |id| so_far.iter().filter(|(i, _)| *i == id).count();
+    assert_eq!(count(wa[0].id), 2, "A: the lost forward and one re-forward");
+    assert_eq!(count(wb[0].id), 1);
+    let dgram = wb[0].bytes.len();
+    let (mut replayed, mut answered) = (0usize, 0usize);
+    for _ in 0..50 {
+        meta.send_raw(&wb[0].bytes, yl);
+        replayed += dgram;
+        std::thread::sleep(Duration::from_millis(5));
+        while let Some((b, _)) = meta.recv_within(Duration::from_millis(1)) {
+            answered += b.len();
+        }
+    }
+    while let Some((b, _)) = meta.recv_within(Duration::from_millis(500)) {
+        answered += b.len();
+    }
+    let copies: Vec<usize> = seen
+        .try_iter()
+        .filter(|(i, _)| *i == wb[0].id)
+        .map(|x| x.1)
+        .collect();
+    let forwarded: usize = copies.iter().sum();
+    stop.store(true, Ordering::Relaxed);
+    relay_t.join().unwrap();
+    let iods_sent = forwarded + answered;
+    eprintln!(
+        "rule 3: 50 replays of a {dgram}-byte WRITE ({replayed} bytes): {} re-forwards \
+         ({forwarded} bytes) to the next member, {answered} bytes of answers; iods sent \
+         {iods_sent} bytes",
+        copies.len()
+    );
+    assert!(copies.len() <= 2, "{} re-forwards", copies.len());
+    assert!(iods_sent < replayed, "{iods_sent} >= {replayed}");
+    assert!(meta.ping(yl).replays >= 50);
+    assert_eq!(&local(1)[2 * 65536..], &data[..]);
+    assert_eq!(&local(0)[2 * 65536..], &data[..]);
+}
+
+/// Rule 3: the reply cache covers the whole window: after 1,000 more
+/// mutations, a retransmission of the first gets its cached ACK (not
+/// applied again).
+#[test]
+fn rule3_retransmission_after_1000_mutations_gets_the_cached_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let iod = spawn_iod(dir.path());
+    let mut meta = Meta::simple();
+    meta.key = K;
+    meta.viods = vec![vec![iod.addr]];
+    meta.learn(iod.addr, meta.ping_instance(iod.addr).1);
+    let reqs: Vec<common::meta::Req> = (0..1000u32)
+        .map(|i| {
+            meta.write_requests(u64::from(i) * 4, &i.to_le_bytes())
+                .remove(0)
+        })
+        .collect();
+    for a in meta.expect_acks(&meta.transact(&reqs), MsgType::Write) {
+        assert_eq!((a.status, a.value), (Status::Ok, 4));
+    }
+    meta.write(0, b"new!");
+    let (from, id, _, a) = ack_for(&meta, &reqs[0], iod.addr);
+    assert_eq!((from, id), (iod.addr, reqs[0].id));
+    assert_eq!((a.op, a.status, a.value), (MsgType::Write, Status::Ok, 4));
+    let f = std::fs::read(dir.path().join(local_path(&K))).unwrap();
+    assert_eq!(
+        &f[..8],
+        b"new!\x01\x00\x00\x00",
+        "the retransmission was not applied"
+    );
+    assert!(meta.ping(iod.addr).replays >= 1);
 }

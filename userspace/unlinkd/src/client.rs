@@ -8,8 +8,9 @@
 //! * **Ids.** Every client draws a random epoch; each datagram it sends
 //!   gets the next sequence number. An answer counts only if it opens with
 //!   our keys ([`wire::open`]), comes from the very address the request
-//!   went to, and carries the id of one of the datagrams sent for this
-//!   request.
+//!   went to, is an answer ([`MsgType::is_answer`]: our own request
+//!   reflected back is not) and carries the id of one of the datagrams
+//!   sent for this request.
 //! * **Instances.** The instance of every iod is learned from the header
 //!   of its authenticated answers (PONGs included) and put in the next
 //!   requests. An iod that restarted answers `Stale` (nothing applied):
@@ -248,7 +249,7 @@ impl Client {
     }
 
     /// Datagrams dropped so far: from another address than the request's,
-    /// failing authentication, or malformed.
+    /// failing authentication, malformed, or not an answer.
     pub fn rejected(&self) -> u64 {
         self.rejected
     }
@@ -363,6 +364,14 @@ impl Client {
                     continue;
                 }
             };
+            // Before the ids and the check: our own sealed request,
+            // reflected back with the iod's address as forged source, has
+            // the right id and source but is no answer.
+            if !msg.body.msg_type().is_answer() {
+                self.rejected += 1;
+                log::debug!("{to}: {:?} is not an answer, ignored", msg.body.msg_type());
+                continue;
+            }
             if !ids.contains(&msg.id) {
                 continue; // a late answer to an earlier request
             }
@@ -529,6 +538,10 @@ impl Client {
                     self.rejected += 1;
                     continue;
                 };
+                if !msg.body.msg_type().is_answer() {
+                    self.rejected += 1; // e.g. our PING reflected back
+                    continue;
+                }
                 let Body::Pong(stats) = msg.body else {
                     continue;
                 };
@@ -784,6 +797,75 @@ mod tests {
         assert_eq!(c.unlink(f.addr, &[KEY]).unwrap(), 1);
         assert_eq!(c.rejected(), 3);
         assert_eq!(c.instance(f.addr), Some(5));
+    }
+
+    /// An on-path attacker reflects the client's own sealed request back
+    /// to it, forging the iod's address as source (the fake iod's socket
+    /// is that address): authentic, right id, right source, but not an
+    /// answer. It must be ignored, for every request kind, and the real
+    /// answer that follows still counts.
+    #[test]
+    fn reflected_requests_are_ignored() {
+        let k = keys(1);
+        let f = fake(k, move |m, _| {
+            let reflected = sealed(&k, Message::new(m.id, m.instance, m.body));
+            let answer = match m.body {
+                Body::Ping => Message::new(m.id, 6, Body::Pong(IodStats::default())),
+                Body::List(_) => Message::new(
+                    m.id,
+                    6,
+                    Body::ListReply(wire::ListReply {
+                        status: Status::Ok,
+                        more: false,
+                        entries: List::Items(&[]),
+                    }),
+                ),
+                Body::Read(r) => {
+                    let data = vec![7u8; r.len as usize];
+                    let reply = Message::new(
+                        m.id,
+                        6,
+                        Body::ReadReply(wire::ReadReply {
+                            status: Status::Ok,
+                            data: &data,
+                        }),
+                    );
+                    return vec![(None, reflected), (None, sealed(&k, reply))];
+                }
+                ref b => ack_msg(m.id, 6, b.msg_type(), Status::Ok, 3),
+            };
+            vec![(None, reflected), (None, sealed(&k, answer))]
+        });
+        let mut c = client(k);
+        assert_eq!(c.unlink(f.addr, &[KEY]).unwrap(), 3);
+        c.truncate(f.addr, KEY, 3).unwrap();
+        c.write(f.addr, KEY, 0, b"abc").unwrap();
+        let mut buf = [0u8; 5];
+        c.read(f.addr, KEY, 0, &mut buf).unwrap();
+        assert_eq!(buf, [7; 5]);
+        assert_eq!(c.list_page(f.addr, None, 10).unwrap(), (Vec::new(), false));
+        let p = c.ping_many(&[f.addr], Duration::from_millis(500));
+        assert_eq!(p[0].map(|p| p.instance), Some(6));
+        // one try each: the reflection did not count as the answer
+        assert_eq!(f.seen.try_iter().count(), 6);
+        assert_eq!(c.rejected(), 6, "every reflection dropped");
+    }
+
+    /// Reflections alone: a timeout, never `Unexpected`, nothing learned.
+    #[test]
+    fn reflections_alone_time_out() {
+        let k = keys(1);
+        let f = fake(k, move |m, _| {
+            vec![(None, sealed(&k, Message::new(m.id, 9, m.body)))]
+        });
+        let mut c = Client::new(k, Duration::from_millis(30), 2).unwrap();
+        let e = c.unlink(f.addr, &[KEY]).unwrap_err();
+        assert!(matches!(e, ClientError::Timeout { tries: 2, .. }), "{e}");
+        assert_eq!(
+            c.instance(f.addr),
+            None,
+            "nothing learned from a reflection"
+        );
     }
 
     #[test]
