@@ -106,9 +106,13 @@ keep_write() {
 capture() {
 	# Non-first IP fragments have no UDP header: capture them too, so that
 	# tshark reassembles the large WRITEs.
-	tshark -q -i br0 -f 'udp port 7000 or (ip[6:2] & 0x3fff != 0)' -a duration:10 -w /tmp/iod.pcapng 2> /tmp/tshark.err &
-	local pid=$!
-	sleep 2
+	tshark -i br0 -f 'udp port 7000 or (ip[6:2] & 0x3fff != 0)' -a duration:14 -w /tmp/iod.pcapng 2> /tmp/tshark.err &
+	local pid=$! i
+	# tshark starts slowly under emulation: write only once it captures.
+	for ((i = 0; i < 300; i++)); do
+		grep -q 'Capturing on' /tmp/tshark.err 2>/dev/null && break
+		sleep 0.1
+	done
 	keep_write || return 1
 	legit_load
 	wait "$pid"
@@ -129,11 +133,14 @@ check "traffic captured while the keep files were written (fio verified); keep1 
 /usr/bin/python3 - "$heads" > /tmp/wire-facts.txt <<'EOF'
 import struct, sys
 heads = sys.argv[1].split()
-ids, keys, head_lines, head_requests = set(), set(), [], 0
+ids, keys, head_lines, head_requests, all_lines = set(), set(), [], 0, []
 for line in open('/tmp/iod-capture.txt'):
-    w = line.split()
+    # reassembled datagrams may list a field once per fragment: keep one
+    w = [f.split(',')[0] for f in line.split()]
     if len(w) < 5:
         continue
+    line = ' '.join(w[:5]) + '\n'
+    all_lines.append(line)
     try:
         p = bytes.fromhex(w[2].replace(':', ''))
     except ValueError:
@@ -147,6 +154,7 @@ for line in open('/tmp/iod-capture.txt'):
         head_lines.append(line)
         head_requests += p[5] not in (2, 7, 8, 9, 11)  # requests but PING
 open('/tmp/head-capture.txt', 'w').writelines(head_lines)
+open('/tmp/iod-capture.txt', 'w').writelines(all_lines)
 print('%08x' % min(ids) if ids else '00000001',
       ','.join('%x:%x:%x' % k for k in sorted(keys)[:16]), head_requests)
 EOF
@@ -156,6 +164,9 @@ IFS=, read -ra fl <<< "$files"
 for f in "${fl[@]}"; do file_args+=(--file "$f"); done
 echo "nfsp-attack: cluster key id $key_id, ${#fl[@]} file keys and $head_requests requests to chain heads on the wire" |
 	tee -a /tmp/attack.numbers
+# The replay check below means something only if keep1's old writes are in
+# the capture: 5 files were written (keep1-3, two fio files).
+check "the capture holds the writes of the 5 files written meanwhile" test "${#fl[@]}" -ge 5
 
 # iod_stat FIELD: the sum of a counter over the iods (SIGUSR1 makes each
 # log a 'stats {json}' line).
