@@ -249,7 +249,7 @@ under_attack() {
 	local slow=$!
 	attack list-flood "${targets[@]}" --rate 500 --secs 14 > /tmp/flood.json &
 	local flood=$!
-	attack replay --capture /tmp/iod-capture.txt --same-source --times 2 > /tmp/replay2.json &
+	attack replay --capture /tmp/iod-capture.txt --same-source --times 1 > /tmp/replay2.json &
 	local replay=$!
 	attack forge "${targets[@]}" --key-id "$key_id" "${file_args[@]}" --rounds 30 > /tmp/forge2.json &
 	local forge=$!
