@@ -39,9 +39,10 @@ test:
 	$(MAKE) unit-test
 	$(MAKE) vm-test
 
-# The parallel-read benchmark against plain knfsd (qemu-test/bench).
+# The parallel-read benchmark against plain knfsd (qemu-test/bench);
+# QUICK=1 runs a few points only, into $NFSP_CACHE/bench-quick.
 bench: kernel nfs-utils kmod tools
-	qemu-test/bench
+	QUICK=$(QUICK) qemu-test/bench
 
 clean:
 	$(CARGO) clean

@@ -2,7 +2,9 @@
 //! `bench-report`: turns the CSV of `make bench` into a Markdown report and
 //! the thesis's figure redrawn: aggregate read bandwidth against the number
 //! of clients, for plain knfsd and for nfsp over 1, 2, 4 and 8 iods, with
-//! the optimal line min(N, M) × link.
+//! the optimal line min(N, M) × link. A run that lost anything (an RPC
+//! retransmission or a drop at any layer) is marked: `!` in the tables, a
+//! hollow red marker in the figure.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -51,6 +53,64 @@ struct Run {
     meta_tx: u64,
     reads: u64,
     nfsd_us_per_read: u64,
+    /// None in CSVs written before the loss counters existed.
+    losses: Option<Losses>,
+}
+
+/// What was lost during one run, summed over every host (see
+/// qemu-test/bench-guest).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Losses {
+    /// The clients' RPC calls and retransmissions.
+    rpc_calls: u64,
+    retrans: u64,
+    /// Drops of the hosts' own eth0 qdiscs (what they send).
+    qdisc: u64,
+    /// Drops of the bridge-side v-HOST qdiscs (what the hosts receive).
+    bridge: u64,
+    /// IP reassembly failures (Ip ReasmFails).
+    reasm: u64,
+    /// UDP receive errors (Udp InErrors, RcvbufErrors included).
+    udp: u64,
+    /// Drops and errors of the veths themselves (either end) and of the
+    /// VM's input backlogs.
+    link: u64,
+    /// Where: "layer:host=n" joined by ';', empty if nowhere.
+    hosts: String,
+}
+
+impl Losses {
+    fn drops(&self) -> u64 {
+        self.qdisc + self.bridge + self.reasm + self.udp + self.link
+    }
+
+    fn any(&self) -> bool {
+        self.retrans > 0 || self.drops() > 0
+    }
+
+    /// The layers that dropped, e.g. "bridge 10, reasm 2".
+    fn layers(&self) -> String {
+        [
+            ("qdisc", self.qdisc),
+            ("bridge", self.bridge),
+            ("reasm", self.reasm),
+            ("udp", self.udp),
+            ("link", self.link),
+        ]
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(l, n)| format!("{l} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+    }
+
+    /// The drops column: the sum and, if any, the layers.
+    fn drops_cell(&self) -> String {
+        match self.drops() {
+            0 => "0".to_string(),
+            d => format!("{d} ({})", self.layers()),
+        }
+    }
 }
 
 impl Run {
@@ -63,7 +123,25 @@ impl Run {
     fn spread(&self) -> f64 {
         self.min_ms as f64 / self.ms.max(1) as f64
     }
+
+    /// Did the run lose an RPC or a packet anywhere?
+    fn lossy(&self) -> bool {
+        self.losses.as_ref().is_some_and(Losses::any)
+    }
+
+    /// " !" for a lossy run, to follow its bandwidth.
+    fn mark(&self) -> &'static str {
+        if self.lossy() {
+            " !"
+        } else {
+            ""
+        }
+    }
 }
+
+/// Fields of a line before the loss counters, and with them.
+const OLD_FIELDS: usize = 12;
+const FIELDS: usize = 20;
 
 fn parse(text: &str) -> Result<Vec<Run>> {
     let mut runs = Vec::new();
@@ -73,8 +151,12 @@ fn parse(text: &str) -> Result<Vec<Run>> {
             continue;
         }
         let f: Vec<&str> = line.split(',').collect();
-        if f.len() != 12 {
-            bail!("line {}: {} fields, expected 12: '{line}'", i + 1, f.len());
+        if f.len() != OLD_FIELDS && f.len() != FIELDS {
+            bail!(
+                "line {}: {} fields, expected {OLD_FIELDS} or {FIELDS}: '{line}'",
+                i + 1,
+                f.len()
+            );
         }
         let num = |k: usize| -> Result<u64> {
             f[k].parse::<u64>().with_context(|| {
@@ -99,6 +181,23 @@ fn parse(text: &str) -> Result<Vec<Run>> {
             meta_tx: num(9)?,
             reads: num(10)?,
             nfsd_us_per_read: num(11)?,
+            losses: if f.len() == FIELDS {
+                Some(Losses {
+                    rpc_calls: num(12)?,
+                    retrans: num(13)?,
+                    qdisc: num(14)?,
+                    bridge: num(15)?,
+                    reasm: num(16)?,
+                    udp: num(17)?,
+                    link: num(18)?,
+                    hosts: match f[19] {
+                        "-" => String::new(),
+                        h => h.to_string(),
+                    },
+                })
+            } else {
+                None
+            },
         });
     }
     if runs.is_empty() {
@@ -149,11 +248,16 @@ fn markdown(runs: &[Run], link_mbps: f64) -> String {
         "Aggregate read bandwidth (MB/s = 10^6 bytes/s, until the last client finished), \
          links capped at {:.1} MB/s per host; in brackets the ratio to plain knfsd over the \
          same transport; optimal = min(N, M) links; CPU = the VM's busy share; \
+         retrans = the clients' RPC retransmissions / calls; drops = packets dropped \
+         at any layer (qdisc = a host's sending queue, bridge = the bridge's queue \
+         to a host, reasm = IP reassembly failures, udp = UDP receive errors, link = drops of \
+         the veths and the input backlogs); \
+         `!` = the run had a retransmission or a drop (see Losses below); \
          spread = first/last client completion time.\n",
         link_mbps
     );
-    md.push_str("| iods N | clients M | plain UDP | plain TCP | nfsp UDP direct | nfsp TCP relay | optimal | CPU (direct) | spread (direct) | meta sent (direct) | nfsd µs/READ plain → direct |\n");
-    md.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("| iods N | clients M | plain UDP | plain TCP | nfsp UDP direct | nfsp TCP relay | optimal | CPU (direct) | retrans (direct) | drops (direct) | spread (direct) | meta sent (direct) | nfsd µs/READ plain → direct |\n");
+    md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for &n in &iods {
         for &m in &clients {
             let pu = get("plain", "udp", "read", 0, m);
@@ -161,21 +265,28 @@ fn markdown(runs: &[Run], link_mbps: f64) -> String {
             let nu = get("nfsp", "udp", "read", n, m);
             let nt = get("nfsp", "tcp", "read", n, m);
             let cell = |r: Option<&Run>, base: Option<&Run>| match (r, base) {
-                (Some(r), Some(b)) => format!("{:.1} ({:.2}x)", r.mbps(), r.mbps() / b.mbps()),
-                (Some(r), None) => format!("{:.1}", r.mbps()),
+                (Some(r), Some(b)) => {
+                    format!("{:.1} ({:.2}x){}", r.mbps(), r.mbps() / b.mbps(), r.mark())
+                }
+                (Some(r), None) => format!("{:.1}{}", r.mbps(), r.mark()),
                 _ => "-".to_string(),
             };
-            let plain = |r: Option<&Run>| r.map_or("-".to_string(), |r| format!("{:.1}", r.mbps()));
+            let plain = |r: Option<&Run>| {
+                r.map_or("-".to_string(), |r| format!("{:.1}{}", r.mbps(), r.mark()))
+            };
+            let losses = nu.and_then(|r| r.losses.as_ref());
             let optimal = f64::from(n.min(m)) * link_mbps;
             let _ = writeln!(
                 md,
-                "| {n} | {m} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {} |",
+                "| {n} | {m} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} |",
                 plain(pu),
                 plain(pt),
                 cell(nu, pu),
                 cell(nt, pt),
                 optimal,
                 nu.map_or("-".into(), |r| format!("{} %", r.cpu_pct)),
+                losses.map_or("-".into(), |l| format!("{} / {}", l.retrans, l.rpc_calls)),
+                losses.map_or("-".into(), Losses::drops_cell),
                 nu.map_or("-".into(), |r| format!("{:.2}", r.spread())),
                 nu.map_or("-".into(), |r| format!(
                     "{:.1} %",
@@ -192,23 +303,35 @@ fn markdown(runs: &[Run], link_mbps: f64) -> String {
     let writes: Vec<&Run> = runs.iter().filter(|r| r.op == "write").collect();
     if !writes.is_empty() {
         md.push_str("\nWrites (M clients writing at once, NFSv3/TCP; nfsp over all iods):\n\n");
-        md.push_str("| clients M | plain knfsd | nfsp | ratio |\n|---|---|---|---|\n");
+        md.push_str(
+            "| clients M | plain knfsd | nfsp | ratio | retrans plain / nfsp |\n|---|---|---|---|---|\n",
+        );
         for &m in &clients {
             let p = writes
                 .iter()
                 .find(|r| r.server == "plain" && r.clients == m);
             let q = writes.iter().find(|r| r.server == "nfsp" && r.clients == m);
             if let (Some(p), Some(q)) = (p, q) {
+                let retrans = |r: &Run| {
+                    r.losses
+                        .as_ref()
+                        .map_or("-".into(), |l| l.retrans.to_string())
+                };
                 let _ = writeln!(
                     md,
-                    "| {m} | {:.1} | {:.1} | {:.2}x |",
+                    "| {m} | {:.1}{} | {:.1}{} | {:.2}x | {} / {} |",
                     p.mbps(),
+                    p.mark(),
                     q.mbps(),
-                    q.mbps() / p.mbps()
+                    q.mark(),
+                    q.mbps() / p.mbps(),
+                    retrans(p),
+                    retrans(q)
                 );
             }
         }
     }
+    md.push_str(&losses_section(runs));
     let reads: u64 = runs.iter().map(|r| r.reads).sum();
     let _ = writeln!(
         md,
@@ -216,6 +339,57 @@ fn markdown(runs: &[Run], link_mbps: f64) -> String {
         runs.len(),
         reads
     );
+    md
+}
+
+/// The Losses section: every run that lost anything, with the layers and
+/// hosts of its drops.
+fn losses_section(runs: &[Run]) -> String {
+    let mut md = String::from("\nLosses:");
+    if runs.iter().all(|r| r.losses.is_none()) {
+        md.push_str(" not counted (this CSV predates the loss counters).\n");
+        return md;
+    }
+    let lossy: Vec<&Run> = runs.iter().filter(|r| r.lossy()).collect();
+    let retrans: u64 = runs
+        .iter()
+        .filter_map(|r| r.losses.as_ref())
+        .map(|l| l.retrans)
+        .sum();
+    let counted = runs.iter().filter(|r| r.losses.is_some()).count();
+    let _ = writeln!(
+        md,
+        " {} of {counted} runs had a retransmission or a drop, {retrans} RPC \
+         retransmissions in all.\n",
+        lossy.len()
+    );
+    if lossy.is_empty() {
+        return md;
+    }
+    md.push_str(
+        "In where, reasm-timeout and reasm-overlap say which of the reassembly failures \
+         were timeouts and overlapping fragments (not added to the drops), retrans \
+         which clients retransmitted.\n\n",
+    );
+    md.push_str("| run | N | M | MB/s | retrans / calls | drops | where (layer:host=n) |\n");
+    md.push_str("|---|---|---|---|---|---|---|\n");
+    for r in lossy {
+        let l = r.losses.as_ref().expect("lossy runs have losses");
+        let _ = writeln!(
+            md,
+            "| {} {} {} | {} | {} | {:.1} | {} / {} | {} | {} |",
+            r.server,
+            r.proto,
+            r.op,
+            r.iods,
+            r.clients,
+            r.mbps(),
+            l.retrans,
+            l.rpc_calls,
+            l.drops_cell(),
+            if l.hosts.is_empty() { "-" } else { &l.hosts },
+        );
+    }
     md
 }
 
@@ -271,13 +445,21 @@ fn figure(runs: &[Run], link_mbps: f64, png: &PathBuf) -> Result<()> {
                 .map(|((.., m), r)| (f64::from(*m), r.mbps()))
                 .collect();
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let clean = |&(m, _): &(f64, f64)| {
+                !idx.get(&("nfsp".into(), proto.into(), "read".into(), n, m as u32))
+                    .is_some_and(|r| r.lossy())
+            };
             chart
                 .draw_series(LineSeries::new(pts.clone(), color.stroke_width(3)))?
                 .label(format!("nfsp, {n} iod{}", if n > 1 { "s" } else { "" }))
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
                 });
-            chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+            chart.draw_series(
+                pts.iter()
+                    .filter(|p| clean(p))
+                    .map(|&p| Circle::new(p, 4, color.filled())),
+            )?;
             let optimal: Vec<(f64, f64)> = (1..=max_m)
                 .map(|m| (f64::from(m), f64::from(n.min(m)) * link_mbps))
                 .collect();
@@ -299,6 +481,28 @@ fn figure(runs: &[Run], link_mbps: f64, png: &PathBuf) -> Result<()> {
             .label("plain knfsd")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(3)));
         chart.draw_series(plain.iter().map(|&p| Circle::new(p, 4, BLACK.filled())))?;
+        // Lossy points: hollow red circles (over the plain ones' dots too).
+        let lossy: Vec<(f64, f64)> = runs
+            .iter()
+            .filter(|r| r.proto == proto && r.op == "read" && r.lossy())
+            .map(|r| (f64::from(r.clients), r.mbps()))
+            .collect();
+        if !lossy.is_empty() {
+            let red = RGBColor(220, 0, 0);
+            chart
+                .draw_series(
+                    lossy
+                        .iter()
+                        .map(|&p| Circle::new(p, 6, WHITE.filled()))
+                        .chain(
+                            lossy
+                                .iter()
+                                .map(|&p| Circle::new(p, 6, red.stroke_width(2))),
+                        ),
+                )?
+                .label("retransmission or drop")
+                .legend(move |(x, y)| Circle::new((x + 10, y), 6, red.stroke_width(2)));
+        }
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::UpperLeft)
@@ -362,9 +566,53 @@ mod tests {
         );
     }
 
+    const NEW_CSV: &str =
+        "server,proto,op,iods,clients,bytes,ms,min_ms,cpu_pct,meta_tx,reads,nfsd_us_per_read,\
+        rpc_calls,retrans,qdisc_drops,bridge_drops,reasm_fails,udp_errors,link_drops,drop_hosts\n\
+        plain,udp,read,0,2,16000000,2000,1900,50,16500000,500,80,520,0,0,0,0,0,0,-\n\
+        nfsp,udp,read,2,2,16000000,1000,900,70,100000,500,20,530,3,0,5,2,0,0,\
+        bridge:client1=5;reasm:client1=2;retrans:client1=3\n";
+
+    #[test]
+    fn old_csv_has_no_losses() {
+        let runs = parse(CSV).unwrap();
+        assert!(runs.iter().all(|r| r.losses.is_none() && !r.lossy()));
+        let md = markdown(&runs, 2.5);
+        assert!(!md.contains(" !"), "{md}");
+        assert!(md.contains("predates the loss counters"), "{md}");
+    }
+
+    #[test]
+    fn new_csv_marks_losses() {
+        let runs = parse(NEW_CSV).unwrap();
+        let l = runs[1].losses.as_ref().unwrap();
+        assert_eq!((l.rpc_calls, l.retrans, l.drops()), (530, 3, 7));
+        assert_eq!(l.layers(), "bridge 5, reasm 2");
+        assert!(!runs[0].lossy() && runs[1].lossy());
+        assert_eq!(runs[0].losses.as_ref().unwrap().hosts, "");
+        let md = markdown(&runs, 2.5);
+        assert!(
+            md.contains(
+                "| 2 | 2 | 8.0 | - | 16.0 (2.00x) ! | - | 5.0 | 70 % | 3 / 530 | 7 (bridge 5, reasm 2) |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("1 of 2 runs had a retransmission or a drop, 3 RPC"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| nfsp udp read | 2 | 2 | 16.0 | 3 / 530 | 7 (bridge 5, reasm 2) | bridge:client1=5;"),
+            "{md}"
+        );
+    }
+
     #[test]
     fn rejects_garbage() {
         assert!(parse("plain,udp,read,0").is_err());
+        assert!(parse("plain,udp,read,0,1,1,1,1,1,1,1,1,1").is_err());
+        assert!(parse("plain,udp,read,0,1,1,1,1,1,1,1,1,1,x,0,0,0,0,0,-").is_err());
+        assert!(parse("plain,udp,read,0,1,1,1,1,1,1,1,1,1,0,0,0,0,0,-").is_err());
         assert!(parse("plain,udp,read,x,1,1,1,1,1,1,1,1").is_err());
         assert!(parse("").is_err());
     }
