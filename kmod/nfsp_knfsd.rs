@@ -29,7 +29,15 @@ mod proto;
 mod unlink;
 mod viod;
 
-use ffi::{Dentry, DirectReply, HooksRegistration, MetaFile, NetRef};
+use ffi::{
+    Dentry,
+    DirectReply,
+    FileOps,
+    HooksRegistration,
+    InodeRef,
+    MetaFile,
+    NetRef, //
+};
 use iodio::FileIo;
 use proto::{
     control::{Answer, Command},
@@ -101,13 +109,53 @@ impl State {
     }
 }
 
-/// The header of a meta-file.
+/// What the module keeps for a meta-file it took over: its data's layout,
+/// read once at open.
+struct OpenMeta {
+    header: MetaHeader,
+    key: FileKey,
+}
+
+/// The header of a meta-file; `ENODATA` if it has none.
 fn header_of(dentry: &Dentry<'_>) -> Result<MetaHeader> {
     let mut buf = [0u8; 2 * HEADER_LEN];
     let len = dentry.get_header(&mut buf)?;
-    // A meta-file without a valid header (made behind nfsd's back, or
-    // corrupt) has no data we could serve.
+    // A corrupt header leaves no data we could serve.
     MetaHeader::decode(buf.get(..len).ok_or(EIO)?).map_err(|_| EIO)
+}
+
+/// The header of a meta-file nfsd serves, created if the file has none
+/// and is empty (new files get theirs on first use, whatever the NFS
+/// version or operation that made them); `None` for a file with data but
+/// no header: a local file, served as it is.
+fn header_or_create(dentry: &Dentry<'_>) -> Result<Option<MetaHeader>> {
+    match header_of(dentry) {
+        Err(e) if e == ENODATA => {}
+        other => return other.map(Some),
+    }
+    let st = state()?;
+    dentry.locked(|| {
+        match header_of(dentry) {
+            Err(e) if e == ENODATA => {}
+            other => return other.map(Some),
+        }
+        if dentry.size() != 0 {
+            return Ok(None);
+        }
+        let width = st.table().width();
+        if width == 0 {
+            // No storage configured yet: the client retries.
+            return Err(EAGAIN);
+        }
+        let seed = ffi::random_u64();
+        // Rotate the first block so that small files spread over the viods.
+        let header = MetaHeader::new(seed, width, (seed % u64::from(width)) as u32);
+        let mut buf = [0u8; HEADER_LEN];
+        let n = header.encode(&mut buf).map_err(|_| EINVAL)?;
+        let r = dentry.create_header(buf.get(..n).ok_or(EINVAL)?);
+        st.count(&st.counters.creates, r)?;
+        Ok(Some(header))
+    })
 }
 
 fn key_of(dentry: &Dentry<'_>, header: &MetaHeader) -> FileKey {
@@ -118,91 +166,123 @@ fn key_of(dentry: &Dentry<'_>, header: &MetaHeader) -> FileKey {
     }
 }
 
-/// Runs `f` on the data of the file behind `dentry`.
-fn with_file<R>(dentry: &Dentry<'_>, f: impl FnOnce(&FileIo<'_>) -> Result<R>) -> Result<R> {
-    let header = header_of(dentry)?;
+/// Runs `f` on the data of a file with `header`.
+fn with_data<R>(
+    key: FileKey,
+    header: &MetaHeader,
+    f: impl FnOnce(&FileIo<'_>) -> Result<R>,
+) -> Result<R> {
     let table = state()?.table();
     let io = FileIo {
         table: &table,
-        key: key_of(dentry, &header),
+        key,
         layout: header.layout().map_err(|_| EIO)?,
     };
     f(&io)
 }
 
+fn with_open<R>(open: &OpenMeta, f: impl FnOnce(&FileIo<'_>) -> Result<R>) -> Result<R> {
+    with_data(open.key, &open.header, f)
+}
+
+/// What an unlink keeps between `unlink_prepare` and `unlink_finish`.
+struct PendingUnlink {
+    record: UnlinkRecord,
+    inode: InodeRef,
+}
+
+/// The operations of the meta-files taken over.
+static META_FOPS: FileOps = FileOps::new::<Nfsp>();
+
 struct Nfsp;
 
 impl ffi::Hooks for Nfsp {
-    fn create(dentry: &Dentry<'_>) -> Result {
-        let st = state()?;
-        let width = st.table().width();
-        if width == 0 {
-            // No storage configured yet.
-            return Err(ENOSPC);
-        }
-        let seed = ffi::random_u64();
-        // Rotate the first block so that small files spread over the viods.
-        let header = MetaHeader::new(seed, width, (seed % u64::from(width)) as u32);
-        let mut buf = [0u8; HEADER_LEN];
-        let n = header.encode(&mut buf).map_err(|_| EINVAL)?;
-        let r = dentry.set_header(buf.get(..n).ok_or(EINVAL)?);
-        st.count(&st.counters.creates, r)
+    type Open = OpenMeta;
+    const FOPS: &'static FileOps = &META_FOPS;
+
+    fn open(file: &MetaFile<'_>) -> Result<Option<OpenMeta>> {
+        let dentry = file.dentry();
+        Ok(header_or_create(&dentry)?.map(|header| OpenMeta {
+            key: key_of(&dentry, &header),
+            header,
+        }))
     }
 
-    fn read(file: &MetaFile<'_>, pos: u64, to: &mut IovIterDest<'_>) -> Result<usize> {
+    fn read(
+        open: &OpenMeta,
+        _file: &MetaFile<'_>,
+        pos: u64,
+        len: usize,
+        to: &mut IovIterDest<'_>,
+    ) -> Result<usize> {
         let st = state()?;
-        let count = to.len();
-        let mut buf = KVVec::from_elem(0u8, count, GFP_KERNEL)?;
-        let r = with_file(&file.dentry(), |io| io.read(pos, &mut buf));
+        let mut buf = KVVec::from_elem(0u8, len, GFP_KERNEL)?;
+        let r = with_open(open, |io| io.read(pos, &mut buf));
         st.count(&st.counters.reads_relay, r)?;
-        if to.copy_to_iter(&buf) != count {
+        if to.copy_to_iter(&buf) != len {
             return Err(EFAULT);
         }
-        Ok(count)
+        Ok(len)
     }
 
     fn read_direct(dentry: &Dentry<'_>, pos: u64, count: usize, reply: &DirectReply<'_>) -> Result {
         let st = state()?;
-        let r = with_file(dentry, |io| io.read_direct(pos, count, reply));
+        let header = header_of(dentry)?;
+        let r = with_data(key_of(dentry, &header), &header, |io| io.read_direct(pos, count, reply));
         st.count(&st.counters.reads_direct, r)
     }
 
-    fn write(file: &MetaFile<'_>, pos: u64, from: &mut IovIterSource<'_>) -> Result<usize> {
+    fn write(
+        open: &OpenMeta,
+        _file: &MetaFile<'_>,
+        pos: u64,
+        from: &mut IovIterSource<'_>,
+    ) -> Result<usize> {
         let st = state()?;
         let mut data = KVVec::new();
         let count = from.copy_from_iter_vec(&mut data, GFP_KERNEL)?;
-        let r = with_file(&file.dentry(), |io| io.write(pos, &data));
+        let r = with_open(open, |io| io.write(pos, &data));
         st.count(&st.counters.writes, r)?;
         Ok(count)
     }
 
-    fn commit(file: &MetaFile<'_>) -> Result {
+    fn commit(open: &OpenMeta, _file: &MetaFile<'_>) -> Result {
         let st = state()?;
-        let r = with_file(&file.dentry(), |io| io.commit());
+        let r = with_open(open, |io| io.commit());
         st.count(&st.counters.commits, r)
     }
 
     fn truncate(dentry: &Dentry<'_>, size: u64) -> Result {
         let st = state()?;
-        let r = with_file(dentry, |io| io.truncate(size));
+        // A local file is cut by nfsd alone.
+        let Some(header) = header_or_create(dentry)? else {
+            return Ok(());
+        };
+        let r = with_data(key_of(dentry, &header), &header, |io| io.truncate(size));
         st.count(&st.counters.truncates, r)
     }
 
     fn unlink_prepare(dentry: &Dentry<'_>) -> Result<usize> {
         let st = state()?;
-        // A file without a header has no data to delete: nothing to queue.
-        let Ok(header) = header_of(dentry) else {
-            return Ok(0);
+        // A file without a header (never used, or local) has no data on
+        // the iods: nothing to queue. Any other failure to read the header
+        // keeps the file.
+        let header = match header_of(dentry) {
+            Err(e) if e == ENODATA => return Ok(0),
+            other => other?,
         };
         let layout = header.layout().map_err(|_| EIO)?;
         st.queue.reserve()?;
-        let record = UnlinkRecord {
-            seq: 0,
-            key: key_of(dentry, &header),
-            real_size: dentry.size(),
-            layout,
+        let pending = PendingUnlink {
+            record: UnlinkRecord {
+                seq: 0,
+                key: key_of(dentry, &header),
+                real_size: dentry.size(),
+                layout,
+            },
+            inode: dentry.hold_inode(),
         };
-        match KBox::new(record, GFP_KERNEL) {
+        match KBox::new(pending, GFP_KERNEL) {
             Ok(b) => Ok(KBox::into_raw(b) as usize),
             Err(e) => {
                 let _ = st.queue.complete(None);
@@ -211,23 +291,28 @@ impl ffi::Hooks for Nfsp {
         }
     }
 
-    fn unlink_finish(cookie: usize, last_link_gone: bool) {
+    fn unlink_finish(cookie: usize, done: bool) {
         if cookie == 0 {
             return;
         }
-        // SAFETY: a non-zero cookie is a `KBox<UnlinkRecord>` leaked by
+        // SAFETY: a non-zero cookie is a `KBox<PendingUnlink>` leaked by
         // `unlink_prepare`, and nfsd hands each cookie back exactly once.
-        let record = unsafe { KBox::from_raw(cookie as *mut UnlinkRecord) };
+        let pending = unsafe { KBox::from_raw(cookie as *mut PendingUnlink) };
         let Ok(st) = state() else {
             return;
         };
-        if !last_link_gone {
+        // Only a removal that is on stable storage may free the data; a
+        // file still linked elsewhere (hard links) keeps it.
+        if !done || !pending.inode.unlinked() {
             let _ = st.queue.complete(None);
             return;
         }
-        let r = st.queue.complete(Some(*record));
+        let PendingUnlink { record, inode } = KBox::into_inner(pending);
+        drop(inode);
+        let ino = record.key.inode;
+        let r = st.queue.complete(Some(record));
         if r.is_err() {
-            pr_err!("nfsp: cannot queue the deletion of inode {}\n", record.key.inode);
+            pr_err!("nfsp: cannot queue the deletion of inode {}\n", ino);
         }
         let _ = st.count(&st.counters.deletions_queued, r);
     }

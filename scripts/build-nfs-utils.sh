@@ -136,8 +136,11 @@ grep -q '"nfsp"' support/nfs/exports.c || die '"nfsp" keyword missing from suppo
 
 # Minimal server + client tool set: exportfs, rpc.mountd, rpc.nfsd,
 # mount.nfs/umount.nfs, showmount, rpc.statd (+start-statd), nfsidmap,
-# rpc.idmapd, nfsdctl, nfsstat.  GSS, Kerberos, clientid trackers,
-# junctions/LDAP, pNFS block (blkmapd), nfsrahead and systemd units are off.
+# rpc.idmapd, nfsdctl, nfsstat, and nfsdcld (the NFSv4 client tracking
+# daemon: without it, and without the legacy tracking our kernel does not
+# have, nfsd refuses every reclaim after a restart).  GSS, Kerberos, the
+# old nfsdcltrack, junctions/LDAP, pNFS block (blkmapd), nfsrahead and
+# systemd units are off.
 # State stays in the standard /var/lib/nfs and config in /etc/nfs.conf
 # (the VM provides those); binaries and start-statd live in the prefix, and
 # --disable-sbin-override keeps mount.nfs out of /sbin.
@@ -153,7 +156,7 @@ configure_flags=(
 	--without-tcp-wrappers
 	--disable-gss
 	--disable-svcgss
-	--disable-nfsdcld
+	--enable-nfsdcld
 	--disable-nfsdcltrack
 	--disable-nfsv41
 	--disable-junction
@@ -187,7 +190,7 @@ chmod 0755 "$sbin/mount.nfs"
 # start-statd hardcodes PATH=/sbin:...; make it find our rpc.statd first.
 sed -i "s|^PATH=\"|PATH=\"$prefix/sbin:|" "$sbin/start-statd"
 
-for t in exportfs rpc.mountd rpc.nfsd rpc.statd mount.nfs showmount; do
+for t in exportfs rpc.mountd rpc.nfsd rpc.statd mount.nfs showmount nfsdcld; do
 	[[ -x $sbin/$t ]] || die "$t was not built"
 done
 for t in umount.nfs umount.nfs4 mount.nfs4; do

@@ -2,7 +2,7 @@
 # The test cluster inside the VM: one network namespace per host on a
 # bridge, 'meta' serving NFS, 'iodN' storage hosts, 'clientM' NFS clients
 # (each client also gets its own mount namespace, so every client mounts the
-# exports at the same paths). Sourced by guest-init; expects IODS, CLIENTS,
+# exports at the same paths, and its own host name). Sourced by guest-init; expects IODS, CLIENTS,
 # LINK_MBIT, NFS_UTILS and KMOD from the environment file written by
 # qemu-test/run, and 'top' (the checkout) from guest-init.
 #
@@ -15,6 +15,7 @@
 
 SUBNET=10.99.0
 MNTNS_DIR=/run/nfsp/mntns
+UTSNS_DIR=/run/nfsp/utsns
 
 host_addr() {
 	case "$1" in
@@ -60,6 +61,12 @@ add_host() {
 	client*)
 		touch "$MNTNS_DIR/$h"
 		unshare --mount="$MNTNS_DIR/$h" --propagation slave true || return 1
+		# Its own host name too: NFSv4 clients name themselves by it, and
+		# two clients with one name would be one client to the server
+		# (each EXCHANGE_ID would wipe the other's opens and locks).
+		mkdir -p "$UTSNS_DIR"
+		touch "$UTSNS_DIR/$h"
+		unshare --uts="$UTSNS_DIR/$h" hostname "$h" || return 1
 		;;
 	esac
 }
@@ -79,7 +86,12 @@ EXPORTS
 	on meta mount -t nfsd nfsd /proc/fs/nfsd || return 1
 	on meta "$sbin/exportfs" -ra || return 1
 	on meta "$sbin/rpc.mountd" -N 2 || return 1
-	# Short v4 grace and lease: nothing is ever recovered in a fresh VM.
+	# NFSv4 client tracking, so that clients reclaim their state after an
+	# nfsd restart: nfsdcld answers nfsd's upcalls on meta's rpc_pipefs.
+	mkdir -p /var/lib/nfs/rpc_pipefs /var/lib/nfs/nfsdcld
+	on meta mount -t rpc_pipefs sunrpc /var/lib/nfs/rpc_pipefs || return 1
+	on meta "$sbin/nfsdcld" -p /var/lib/nfs/rpc_pipefs -s /var/lib/nfs/nfsdcld || return 1
+	# Short v4 grace and lease, for the tests.
 	on meta "$sbin/rpc.nfsd" --udp -G 10 -L 10 "${NFSD_THREADS:-8}" || return 1
 }
 
@@ -186,9 +198,12 @@ nfsp_up() {
 	export NFSP_ACTIVE=1
 }
 
+# The nfsp export three ways: NFSv3 over UDP (direct reads) and TCP, and
+# NFSv4.2 (below the pseudo root /srv).
 mount_nfsp_exports() {
 	nfs_mount "$1" vers=3,proto=udp,nolock /srv/nfsp /mnt/nfsp-udp &&
-	nfs_mount "$1" vers=3,proto=tcp,nolock /srv/nfsp /mnt/nfsp-tcp
+	nfs_mount "$1" vers=3,proto=tcp,nolock /srv/nfsp /mnt/nfsp-tcp &&
+	nfs_mount "$1" vers=4.2 /nfsp /mnt/nfsp-v4
 }
 
 cluster_up() {
@@ -224,7 +239,7 @@ cluster_up() {
 cluster_down() {
 	local i
 	for ((i = 1; i <= CLIENTS; i++)); do
-		on "client$i" umount -f /mnt/nfsp-udp /mnt/nfsp-tcp 2>/dev/null
+		on "client$i" umount -f /mnt/nfsp-udp /mnt/nfsp-tcp /mnt/nfsp-v4 2>/dev/null
 		on "client$i" umount -a -f -t nfs,nfs4 2>/dev/null
 	done
 	on meta "$NFS_UTILS/sbin/rpc.nfsd" 0 2>/dev/null
@@ -235,7 +250,7 @@ cluster_down() {
 }
 
 # nfsp_ready: the nfsp export is there (for the nfsp scenarios' first
-# check): control file, module, and NFSv3 mounts of /srv/nfsp on client1.
+# check): control file, module, and the three mounts of it on client1.
 nfsp_ready() {
 	local kind
 	[ -e /proc/fs/nfsd/nfsp ] ||
@@ -245,6 +260,8 @@ nfsp_ready() {
 		on client1 grep -qE " /mnt/nfsp-$kind nfs .*vers=3,.*proto=$kind," /proc/mounts ||
 			{ echo "/mnt/nfsp-$kind is not an NFSv3/$kind mount on client1" >&2; return 1; }
 	done
+	on client1 grep -qE " /mnt/nfsp-v4 nfs4 .*vers=4.2," /proc/mounts ||
+		{ echo "/mnt/nfsp-v4 is not an NFSv4.2 mount on client1" >&2; return 1; }
 }
 
 # nfsp_iodmgr_start STATE LOG PIDFILE [OPTIONS...]: start iodmgr on meta
@@ -268,7 +285,7 @@ nfsp_iodmgr_start() {
 # nfsp_scenario_start: the nfsp scenarios' first check; stop at once when
 # there is no nfsp export (nothing else would mean anything).
 nfsp_scenario_start() {
-	check "the nfsp export is set up (control file, module, v3 mounts)" nfsp_ready
+	check "the nfsp export is set up (control file, module, v3 and v4.2 mounts)" nfsp_ready
 	if [ "$failed" != 0 ]; then
 		echo "${SCENARIO:-scenario}: no nfsp export in this VM: all checks skipped, FAILED" >&2
 		summary

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 # Files on the nfsp export: every size around the 64 KiB stripe block, up to
 # 200 MiB, written by client1 and read back byte-exact by client2 over
-# NFSv3/UDP and NFSv3/TCP (and across the two); 200 random-offset writes
+# NFSv3/UDP, NFSv3/TCP and NFSv4.2 (and across them); random-offset writes
 # mirrored into a local copy; the client sees the real size, the meta-file
 # stays tiny with its layout in trusted.nfsp, and the data is spread evenly
 # over the 4 iods.
@@ -29,7 +29,7 @@ write_then_read() {
 }
 
 for size in 0 1 4095 65535 65536 65537 10485760; do
-	for pair in "udp udp" "tcp tcp" "udp tcp" "tcp udp"; do
+	for pair in "udp udp" "tcp tcp" "v4 v4" "udp tcp" "tcp udp" "udp v4" "v4 udp" "v4 tcp"; do
 		set -- $pair
 		check "$size bytes: written over $1, read over $2" write_then_read "$1" "$2" "$size"
 	done
@@ -81,6 +81,7 @@ even_spread() {
 }
 check "200 MiB: each of the $IODS iods holds a quarter of the data (+-15 %)" even_spread
 check "200 MiB: written over tcp, read over udp" write_then_read tcp udp "$big"
+check "200 MiB: written over v4, read over v4" write_then_read v4 v4 "$big"
 # Room for the rest (deletion is asynchronous; the iods keep the data).
 rm -f "/tmp/nfsp-src-$big"
 
@@ -101,9 +102,10 @@ random_writes() {
 	done
 	on client2 cmp "$ref" "/mnt/nfsp-udp/rnd-$kind" &&
 	on client2 cmp "$ref" "/mnt/nfsp-tcp/rnd-$kind" &&
+	on client2 cmp "$ref" "/mnt/nfsp-v4/rnd-$kind" &&
 	[ "$(on client2 stat -c %s "$f")" = "$(stat -c %s "$ref")" ]
 }
-for kind in udp tcp; do
-	check "$kind: 100 random-offset writes, then byte-exact on both mounts" random_writes "$kind"
+for kind in udp tcp v4; do
+	check "$kind: 100 random-offset writes, then byte-exact on all three mounts" random_writes "$kind"
 done
 summary

@@ -4,7 +4,8 @@
 # (the bytes past the cut read as zeros, on both mounts), hard links (data
 # stays while a name is left; the last unlink queues a deletion record on
 # /dev/nfsp_unlink and the module then refuses rmmod), rename over an
-# existing file and remove (each queues the old file's record).
+# existing file and remove (each queues the old file's record), over
+# NFSv3 and NFSv4.2.
 SCENARIO=nfsp-ops
 here=$(dirname "$0")
 . "$here/../lib/testlib.sh"
@@ -40,7 +41,7 @@ size_is() {
 }
 # Cuts inside a block, on a block boundary, inside the first block, to 0.
 for cut in 100000 131072 1000 0; do
-	for pair in "udp tcp" "tcp udp"; do
+	for pair in "udp tcp" "tcp udp" "v4 udp" "tcp v4"; do
 		set -- $pair
 		check "truncate to $cut then extend over $1: zeros past the cut over $2" \
 			truncate_extend "$1" "$2" "$cut"
@@ -117,18 +118,18 @@ check "rm" on client1 rm /mnt/nfsp-udp/rm-me
 check "it is gone for the other client" on client2 sh -c '! test -e /mnt/nfsp-tcp/rm-me'
 check "its record is queued" has_record "$ino" 65537
 
-# NFSv4 never sees meta-files as data: the export refuses it (README).
-v4_refused() {
-	local out
-	mkdir -p /mnt/nfsp-v4
-	if out=$(on client1 mount -t nfs -o vers=4.2 meta:/nfsp /mnt/nfsp-v4 2>&1); then
-		on client1 umount /mnt/nfsp-v4
-		echo "an NFSv4.2 mount of the nfsp export succeeded" >&2
-		return 1
-	fi
-	echo "$out"
-	echo "$out" | grep -qi "access denied"
-}
-check "an NFSv4.2 mount of the nfsp export is refused: access denied" v4_refused
+# The same over NFSv4.2: REMOVE and RENAME over an existing file.
+random_file /tmp/ops-v4 80000
+check "a file written over v4" on client1 cp /tmp/ops-v4 /mnt/nfsp-v4/v4-rm
+ino=$(stat -c %i /srv/nfsp/v4-rm)
+check "rm over v4" on client1 rm /mnt/nfsp-v4/v4-rm
+check "its record is queued (v4 REMOVE)" has_record "$ino" 80000
+check "two files for a v4 rename" sh -c "on client1 cp /tmp/ops-old /mnt/nfsp-v4/v4-old &&
+	on client1 cp /tmp/ops-new /mnt/nfsp-v4/v4-new"
+ino=$(stat -c %i /srv/nfsp/v4-old)
+check "rename over an existing file over v4" on client1 mv /mnt/nfsp-v4/v4-new /mnt/nfsp-v4/v4-old
+check "the new content is under the old name (read over udp)" \
+	on client2 cmp /tmp/ops-new /mnt/nfsp-udp/v4-old
+check "the overwritten file's record is queued (v4 RENAME)" has_record "$ino" 70000
 check "NFSv4.2 on the plain export still works" on client1 ls /mnt/plain-v4
 summary

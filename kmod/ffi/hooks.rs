@@ -1,0 +1,231 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! nfsd's hook table (`include/linux/nfsd_nfsp.h`): the trait the module
+//! implements, the C trampolines, and the registration.
+
+use core::ffi::{c_int, c_void};
+use core::marker::PhantomData;
+use core::net::SocketAddr;
+use core::ptr;
+
+use kernel::{
+    bindings,
+    error::{from_result, to_result},
+    iov::{IovIterDest, IovIterSource},
+    prelude::*,
+    types::Opaque, //
+};
+
+use super::fops::{self, FileOps};
+use super::net::{sockaddr_to_rust, NetRef};
+use super::vfs::{Dentry, MetaFile};
+
+/// A READ reply an iod sends to the client in nfsd's place.
+pub(crate) struct DirectReply<'a> {
+    /// Where the call came from.
+    pub(crate) client: SocketAddr,
+    /// The address and port the call arrived on (the reply's source).
+    pub(crate) server: SocketAddr,
+    /// The reply as nfsd encoded it, up to the data.
+    pub(crate) header: &'a [u8],
+}
+
+/// What the module does for nfsd; see `include/linux/nfsd_nfsp.h`.
+pub(crate) trait Hooks {
+    /// What the module keeps for each meta-file it took over.
+    type Open: Send + Sync;
+    /// The file operations of the files taken over, a `static`
+    /// (`FileOps::new::<Self>()`).
+    const FOPS: &'static FileOps;
+
+    /// nfsd opened a regular file of an nfsp export: `Some` takes it over
+    /// (its data is on the iods), `None` leaves it a local file.
+    fn open(file: &MetaFile<'_>) -> Result<Option<Self::Open>>;
+    /// Copies the `len` bytes of the file at `pos` (all below the size,
+    /// `len <= to.len()`) into `to`; returns the bytes copied.
+    fn read(
+        open: &Self::Open,
+        file: &MetaFile<'_>,
+        pos: u64,
+        len: usize,
+        to: &mut IovIterDest<'_>,
+    ) -> Result<usize>;
+    /// Writes all of `from` at `pos`; returns the bytes written.
+    fn write(
+        open: &Self::Open,
+        file: &MetaFile<'_>,
+        pos: u64,
+        from: &mut IovIterSource<'_>,
+    ) -> Result<usize>;
+    /// Makes every written byte of the file durable.
+    fn commit(open: &Self::Open, file: &MetaFile<'_>) -> Result;
+    /// Has an iod answer a UDP READ directly.
+    fn read_direct(dentry: &Dentry<'_>, pos: u64, count: usize, reply: &DirectReply<'_>) -> Result;
+    /// The file is about to be cut (or extended) to `size`.
+    fn truncate(dentry: &Dentry<'_>, size: u64) -> Result;
+    /// A name of the file is about to go; returns a cookie for
+    /// `unlink_finish`, 0 for nothing to do.
+    fn unlink_prepare(dentry: &Dentry<'_>) -> Result<usize>;
+    /// The removal is over; `done` if it succeeded and is durable.
+    fn unlink_finish(cookie: usize, done: bool);
+    /// A control command was written to `/proc/fs/nfsd/nfsp` of `net`.
+    /// `buf[..len]` is the command; the answer replaces it.
+    fn control(net: NetRef, buf: &mut [u8], len: usize) -> Result<usize>;
+}
+
+/// Turns a `Result<usize>` into the `ssize_t` C expects.
+pub(super) fn to_ssize(r: Result<usize>) -> isize {
+    match r {
+        Ok(n) => n as isize,
+        Err(e) => e.to_errno() as isize,
+    }
+}
+
+struct Trampolines<T: Hooks>(PhantomData<T>);
+
+impl<T: Hooks> Trampolines<T> {
+    unsafe extern "C" fn open(file: *mut bindings::file) -> c_int {
+        // SAFETY: nfsd passes a file it has just opened and holds.
+        from_result(|| unsafe { fops::take_over::<T>(file) }.map(|()| 0))
+    }
+
+    unsafe extern "C" fn read_direct(
+        dentry: *mut bindings::dentry,
+        pos: bindings::loff_t,
+        count: usize,
+        reply: *const bindings::nfsd_nfsp_direct,
+    ) -> c_int {
+        from_result(|| {
+            let d = Dentry {
+                dentry,
+                _borrow: PhantomData,
+            };
+            // SAFETY: nfsd passes a valid reply description for the call.
+            let r = unsafe { &*reply };
+            // SAFETY: nfsd's addresses are valid `sockaddr_in(6)`s.
+            let client = unsafe { sockaddr_to_rust(r.client) }.ok_or(EAFNOSUPPORT)?;
+            // SAFETY: as above.
+            let server = unsafe { sockaddr_to_rust(r.server) }.ok_or(EAFNOSUPPORT)?;
+            // SAFETY: `header` covers `header_len` bytes of nfsd's reply
+            // buffer, unchanged during the call.
+            let header = unsafe { core::slice::from_raw_parts(r.header.cast::<u8>(), r.header_len) };
+            let reply = DirectReply {
+                client,
+                server,
+                header,
+            };
+            let pos = u64::try_from(pos).map_err(|_| EINVAL)?;
+            T::read_direct(&d, pos, count, &reply).map(|()| 0)
+        })
+    }
+
+    unsafe extern "C" fn truncate(dentry: *mut bindings::dentry, size: bindings::loff_t) -> c_int {
+        let d = Dentry {
+            dentry,
+            _borrow: PhantomData,
+        };
+        from_result(|| {
+            let size = u64::try_from(size).map_err(|_| EINVAL)?;
+            T::truncate(&d, size).map(|()| 0)
+        })
+    }
+
+    unsafe extern "C" fn unlink_prepare(
+        dentry: *mut bindings::dentry,
+        cookie: *mut *mut c_void,
+    ) -> c_int {
+        let d = Dentry {
+            dentry,
+            _borrow: PhantomData,
+        };
+        from_result(|| {
+            let c = T::unlink_prepare(&d)?;
+            // SAFETY: nfsd passes a valid out-pointer.
+            unsafe { *cookie = c as *mut c_void };
+            Ok(0)
+        })
+    }
+
+    unsafe extern "C" fn unlink_finish(cookie: *mut c_void, done: bool) {
+        T::unlink_finish(cookie as usize, done);
+    }
+
+    unsafe extern "C" fn control(
+        net: *mut bindings::net,
+        buf: *mut kernel::ffi::c_char,
+        len: usize,
+        size: usize,
+    ) -> isize {
+        if len > size {
+            return EINVAL.to_errno() as isize;
+        }
+        // SAFETY: nfsd's transaction buffer holds `size` writable bytes, the
+        // first `len` of them the command, and is ours during the call.
+        let buf = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), size) };
+        to_ssize(T::control(NetRef(net), buf, len))
+    }
+
+    const OPS: bindings::nfsd_nfsp_ops = bindings::nfsd_nfsp_ops {
+        owner: ptr::null_mut(),
+        fops: T::FOPS.as_ptr(),
+        open: Some(Self::open),
+        read_direct: Some(Self::read_direct),
+        truncate: Some(Self::truncate),
+        unlink_prepare: Some(Self::unlink_prepare),
+        unlink_finish: Some(Self::unlink_finish),
+        control: Some(Self::control),
+    };
+}
+
+/// The module's registration with nfsd; unregisters on drop, after which
+/// no hook runs any more (files taken over keep their own reference on
+/// the module until they are closed).
+#[pin_data(PinnedDrop)]
+pub(crate) struct HooksRegistration {
+    #[pin]
+    ops: Opaque<bindings::nfsd_nfsp_ops>,
+}
+
+// SAFETY: the ops table is only read, by nfsd, from any thread.
+unsafe impl Sync for HooksRegistration {}
+// SAFETY: registering and unregistering may happen on any thread.
+unsafe impl Send for HooksRegistration {}
+
+impl HooksRegistration {
+    /// Registers `T`'s hooks with nfsd.
+    pub(crate) fn register<T: Hooks>(module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            ops <- Opaque::try_ffi_init(|slot: *mut bindings::nfsd_nfsp_ops| {
+                let mut ops = Trampolines::<T>::OPS;
+                ops.owner = module.as_ptr();
+                // SAFETY: `slot` is valid for writes and pinned for the
+                // registration's life, as nfsd requires.
+                unsafe {
+                    slot.write(ops);
+                    to_result(bindings::nfsd_nfsp_register(slot))
+                }
+            }),
+        })
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for HooksRegistration {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: the table was registered in `register`; unregistering
+        // waits until no hook call is running.
+        unsafe { bindings::nfsd_nfsp_unregister(self.ops.get()) };
+    }
+}
+
+/// Takes a reference on the module, so that `rmmod` refuses to unload it.
+pub(crate) fn module_get(module: &'static ThisModule) {
+    // SAFETY: the module is live (this code runs in it).
+    unsafe { bindings::__module_get(module.as_ptr()) };
+}
+
+/// Drops a reference taken by [`module_get`].
+pub(crate) fn module_put(module: &'static ThisModule) {
+    // SAFETY: pairs with an earlier `module_get`.
+    unsafe { bindings::module_put(module.as_ptr()) };
+}
