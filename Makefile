@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all deps kernel nfs-utils kmod tools unit-test vm-test test bench demo clean fuzz
+.PHONY: all deps kernel nfs-utils kmod tools unit-test patch-check vm-test test bench demo clean fuzz
 
 all: kernel nfs-utils kmod tools
 
@@ -30,6 +30,11 @@ unit-test:
 	$(CARGO) test --workspace
 	userspace/systemd/check-units
 
+# The nfsd patch: its size (a tracked figure) and checkpatch --strict.
+patch-check: kernel
+	scripts/patch-size
+	scripts/checkpatch-patches
+
 vm-test: kernel nfs-utils kmod tools
 	qemu-test/tests
 
@@ -37,6 +42,7 @@ vm-test: kernel nfs-utils kmod tools
 test:
 	@if [ "$$(id -u)" = 0 ]; then $(MAKE) deps; fi
 	$(MAKE) unit-test
+	$(MAKE) patch-check
 	$(MAKE) vm-test
 
 # The parallel-read benchmark against plain knfsd (qemu-test/bench);

@@ -27,7 +27,9 @@ pub(crate) use hooks::{
 };
 pub(crate) use net::{
     random_u64,
+    NetExit,
     NetRef,
+    PernetRegistration,
     UdpSocket, //
 };
 pub(crate) use vfs::{

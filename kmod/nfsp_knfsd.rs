@@ -36,7 +36,8 @@ use ffi::{
     HooksRegistration,
     InodeRef,
     MetaFile,
-    NetRef, //
+    NetRef,
+    PernetRegistration, //
 };
 use iodio::FileIo;
 use proto::{
@@ -71,11 +72,20 @@ struct Counters {
     failures: Atomic<u64>,
 }
 
+/// The viod table of one network namespace (one nfsd instance).
+struct NetTable {
+    net: NetRef,
+    table: Arc<Table>,
+}
+
 /// Everything the hooks work with.
 #[pin_data]
 struct State {
+    /// One table per network namespace that configured one.
     #[pin]
-    table: Mutex<Arc<Table>>,
+    tables: Mutex<KVec<NetTable>>,
+    /// The table of a namespace that has none: no storage, no keys.
+    empty: Arc<Table>,
     #[pin]
     queue: DeletionQueue,
     counters: Counters,
@@ -94,9 +104,14 @@ fn state() -> Result<&'static State> {
 }
 
 impl State {
-    /// The current table; the lock is held only to clone the `Arc`.
-    fn table(&self) -> Arc<Table> {
-        self.table.lock().clone()
+    /// The current table of `net`; the lock is held only to find it and
+    /// clone the `Arc`.
+    fn table(&self, net: NetRef) -> Arc<Table> {
+        let tables = self.tables.lock();
+        tables
+            .iter()
+            .find(|t| t.net.same(&net))
+            .map_or_else(|| self.empty.clone(), |t| t.table.clone())
     }
 
     fn count(&self, counter: &Atomic<u64>, r: Result) -> Result {
@@ -110,8 +125,9 @@ impl State {
 }
 
 /// What the module keeps for a meta-file it took over: its data's layout,
-/// read once at open.
+/// read once at open, and whose viod table holds it.
 struct OpenMeta {
+    net: NetRef,
     header: MetaHeader,
     key: FileKey,
 }
@@ -128,7 +144,7 @@ fn header_of(dentry: &Dentry<'_>) -> Result<MetaHeader> {
 /// and is empty (new files get theirs on first use, whatever the NFS
 /// version or operation that made them); `None` for a file with data but
 /// no header: a local file, served as it is.
-fn header_or_create(dentry: &Dentry<'_>) -> Result<Option<MetaHeader>> {
+fn header_or_create(net: NetRef, dentry: &Dentry<'_>) -> Result<Option<MetaHeader>> {
     match header_of(dentry) {
         Err(e) if e == ENODATA => {}
         other => return other.map(Some),
@@ -142,7 +158,7 @@ fn header_or_create(dentry: &Dentry<'_>) -> Result<Option<MetaHeader>> {
         if dentry.size() != 0 {
             return Ok(None);
         }
-        let width = st.table().width();
+        let width = st.table(net).width();
         if width == 0 {
             // No storage configured yet: the client retries.
             return Err(EAGAIN);
@@ -166,13 +182,14 @@ fn key_of(dentry: &Dentry<'_>, header: &MetaHeader) -> FileKey {
     }
 }
 
-/// Runs `f` on the data of a file with `header`.
+/// Runs `f` on the data of a file with `header`, in the table of `net`.
 fn with_data<R>(
+    net: NetRef,
     key: FileKey,
     header: &MetaHeader,
     f: impl FnOnce(&FileIo<'_>) -> Result<R>,
 ) -> Result<R> {
-    let table = state()?.table();
+    let table = state()?.table(net);
     let io = FileIo {
         table: &table,
         key,
@@ -182,7 +199,7 @@ fn with_data<R>(
 }
 
 fn with_open<R>(open: &OpenMeta, f: impl FnOnce(&FileIo<'_>) -> Result<R>) -> Result<R> {
-    with_data(open.key, &open.header, f)
+    with_data(open.net, open.key, &open.header, f)
 }
 
 /// What an unlink keeps between `unlink_prepare` and `unlink_finish`.
@@ -200,9 +217,10 @@ impl ffi::Hooks for Nfsp {
     type Open = OpenMeta;
     const FOPS: &'static FileOps = &META_FOPS;
 
-    fn open(file: &MetaFile<'_>) -> Result<Option<OpenMeta>> {
+    fn open(net: NetRef, file: &MetaFile<'_>) -> Result<Option<OpenMeta>> {
         let dentry = file.dentry();
-        Ok(header_or_create(&dentry)?.map(|header| OpenMeta {
+        Ok(header_or_create(net, &dentry)?.map(|header| OpenMeta {
+            net,
             key: key_of(&dentry, &header),
             header,
         }))
@@ -225,10 +243,17 @@ impl ffi::Hooks for Nfsp {
         Ok(len)
     }
 
-    fn read_direct(dentry: &Dentry<'_>, pos: u64, count: usize, reply: &DirectReply<'_>) -> Result {
+    fn read_direct(
+        net: NetRef,
+        dentry: &Dentry<'_>,
+        pos: u64,
+        count: usize,
+        reply: &DirectReply<'_>,
+    ) -> Result {
         let st = state()?;
         let header = header_of(dentry)?;
-        let r = with_data(key_of(dentry, &header), &header, |io| io.read_direct(pos, count, reply));
+        let key = key_of(dentry, &header);
+        let r = with_data(net, key, &header, |io| io.read_direct(pos, count, reply));
         st.count(&st.counters.reads_direct, r)
     }
 
@@ -252,13 +277,14 @@ impl ffi::Hooks for Nfsp {
         st.count(&st.counters.commits, r)
     }
 
-    fn truncate(dentry: &Dentry<'_>, size: u64) -> Result {
+    fn truncate(net: NetRef, dentry: &Dentry<'_>, size: u64) -> Result {
         let st = state()?;
         // A local file is cut by nfsd alone.
-        let Some(header) = header_or_create(dentry)? else {
+        let Some(header) = header_or_create(net, dentry)? else {
             return Ok(());
         };
-        let r = with_data(key_of(dentry, &header), &header, |io| io.truncate(size));
+        let key = key_of(dentry, &header);
+        let r = with_data(net, key, &header, |io| io.truncate(size));
         st.count(&st.counters.truncates, r)
     }
 
@@ -343,17 +369,24 @@ impl ffi::Hooks for Nfsp {
 }
 
 impl Nfsp {
-    /// Runs one control command and writes its answer over `buf`.
+    /// Runs one control command of `net` and writes its answer over `buf`.
     fn answer(st: &State, net: NetRef, cmd: &Command, buf: &mut [u8]) -> Result<usize> {
         let mut out = AnswerBuf::new(buf);
         match cmd {
-            Command::List => viod::list(&st.table(), &mut out),
-            Command::Stats => stats(st, &mut out),
+            Command::List => viod::list(&st.table(net), &mut out),
+            Command::Stats => stats(st, &st.table(net), &mut out),
             _ => {
-                let mut guard = st.table.lock();
-                let table = viod::apply(&guard, net, cmd)?;
-                *guard = Arc::new(table, GFP_KERNEL)?;
-                drop(guard);
+                let mut tables = st.tables.lock();
+                let at = tables.iter().position(|t| t.net.same(&net));
+                let old = at
+                    .and_then(|i| tables.get(i))
+                    .map_or_else(|| st.empty.clone(), |t| t.table.clone());
+                let table = Arc::new(viod::apply(&old, net, cmd)?, GFP_KERNEL)?;
+                match at.and_then(|i| tables.get_mut(i)) {
+                    Some(t) => t.table = table,
+                    None => tables.push(NetTable { net, table }, GFP_KERNEL)?,
+                }
+                drop(tables);
                 out.line(&Answer::Ok);
             }
         }
@@ -361,11 +394,26 @@ impl Nfsp {
     }
 }
 
-fn stats(st: &State, out: &mut AnswerBuf<'_>) {
+impl ffi::NetExit for Nfsp {
+    fn net_exit(net: NetRef) {
+        let Ok(st) = state() else {
+            return;
+        };
+        let mut tables = st.tables.lock();
+        if let Some(i) = tables.iter().position(|t| t.net.same(&net)) {
+            // The table's sockets close with it, while the namespace is
+            // still there.
+            let _ = tables.remove(i);
+            pr_info!("nfsp: a network namespace exited: its viod table is dropped\n");
+        }
+    }
+}
+
+fn stats(st: &State, table: &Table, out: &mut AnswerBuf<'_>) {
     let c = &st.counters;
     let (pending, pending_bytes) = st.queue.pending();
     // Key ids (never the keys): which key signs, which one is accepted too.
-    let keys = st.table().keys;
+    let keys = table.keys;
     let sign_id = keys.and_then(|k| k.signing().map(|k| k.id()));
     let accept_id = keys.and_then(|k| k.accepted().map(|k| k.id()));
     let lines: [(&str, u64); 13] = [
@@ -393,6 +441,9 @@ struct NfspKnfsd {
     // Declared first so it is dropped first: no hook runs after.
     #[pin]
     hooks: HooksRegistration,
+    // Then every namespace's table goes (with its sockets).
+    #[pin]
+    pernet: PernetRegistration,
     #[pin]
     device: MiscDeviceRegistration<UnlinkReader>,
     state: Pin<KBox<State>>,
@@ -402,7 +453,8 @@ impl kernel::InPlaceModule for NfspKnfsd {
     fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
         let state = KBox::pin_init(
             try_pin_init!(State {
-                table <- new_mutex!(Table::empty()?),
+                tables <- new_mutex!(KVec::new()),
+                empty: Table::empty()?,
                 queue <- DeletionQueue::new(module),
                 counters: Counters {
                     creates: Atomic::new(0),
@@ -426,6 +478,7 @@ impl kernel::InPlaceModule for NfspKnfsd {
             device <- MiscDeviceRegistration::register(MiscDeviceOptions {
                 name: c"nfsp_unlink",
             }),
+            pernet <- PernetRegistration::register::<Nfsp>(),
             hooks <- HooksRegistration::register::<Nfsp>(module),
         })
         .pin_chain(|_| {

@@ -135,9 +135,9 @@ impl Viod {
     }
 }
 
-/// The network namespace the table lives in, pinned by a socket.
+/// The network namespace the table lives in, and its sockets (dropped
+/// with the table when the namespace exits).
 pub(crate) struct Anchor {
-    _socket: UdpSocket,
     pub(crate) net: NetRef,
     /// The origin of direct reads (which nobody waits for): iods send
     /// their failures and stale-instance refusals here, and the next
@@ -318,39 +318,26 @@ fn new_members(
     Ok(members)
 }
 
-/// Applies a changing command to `old`, giving the new table. Nothing
-/// changes when it fails: `ENOENT` names an unknown viod or iod, `EEXIST`
-/// one that exists, `EBUSY` a table bound to another network namespace
-/// or the removal of a viod's last member (use `del-viod`), `E2BIG` a full
-/// viod, `EHOSTUNREACH` an iod with no route to it.
+/// Applies a changing command to `old`, the table of `net`, giving the new
+/// table. Nothing changes when it fails: `ENOENT` names an unknown viod or
+/// iod, `EEXIST` one that exists, `EBUSY` the removal of a viod's last
+/// member (use `del-viod`), `E2BIG` a full viod, `EHOSTUNREACH` an iod
+/// with no route to it.
 pub(crate) fn apply(
     old: &Table,
     net: NetRef,
     cmd: &Command,
 ) -> Result<Table> {
     let mut t = old.clone_for_update().map_err(oom)?;
-    // Bind the table to the namespace nfsd and the iods live in.
-    match &t.anchor {
-        Some(a) if !a.net.same(&net) => {
-            if !t.viods.is_empty() {
-                // The viods are configured in another network namespace.
-                return Err(EBUSY);
-            }
-            t.anchor = None;
-        }
-        _ => {}
-    }
+    // The table's sockets live in the namespace of its nfsd (and iods).
     if t.anchor.is_none() && matches!(cmd, Command::AddViod { .. } | Command::AddIod { .. }) {
         let probe = SocketAddr::new(IpAddr::V4(core::net::Ipv4Addr::LOCALHOST), 0);
-        let socket = UdpSocket::new(&net, &probe).map_err(|_| oom(ENOMEM))?;
-        let pinned = socket.pin_net();
-        let notices = UdpSocket::new(&pinned, &probe).map_err(|_| oom(ENOMEM))?;
+        let notices = UdpSocket::new(&net, &probe).map_err(|_| oom(ENOMEM))?;
         let notices_port = notices.local_port(&probe)?;
         t.anchor = Some(
             Arc::new(
                 Anchor {
-                    _socket: socket,
-                    net: pinned,
+                    net,
                     notices,
                     notices_port,
                 },

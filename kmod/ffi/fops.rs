@@ -23,6 +23,7 @@ use kernel::{
 };
 
 use super::hooks::{to_ssize, Hooks};
+use super::net::NetRef;
 use super::vfs::MetaFile;
 
 /// `IOCB_DSYNC` and `IOCB_SYNC` (`include/linux/fs.h`): `RWF_DSYNC` and
@@ -69,12 +70,12 @@ impl FileOps {
 /// `file` must be a file nfsd has just opened and not yet used, held by
 /// the caller for the call; nfsd calls this with a reference on the
 /// module held.
-pub(super) unsafe fn take_over<T: Hooks>(file: *mut bindings::file) -> Result {
+pub(super) unsafe fn take_over<T: Hooks>(net: NetRef, file: *mut bindings::file) -> Result {
     let meta = MetaFile {
         file,
         _borrow: PhantomData,
     };
-    let Some(open) = T::open(&meta)? else {
+    let Some(open) = T::open(net, &meta)? else {
         return Ok(());
     };
     // SAFETY: `file` is live and not yet shared, so its operations and

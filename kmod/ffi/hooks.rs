@@ -38,9 +38,10 @@ pub(crate) trait Hooks {
     /// (`FileOps::new::<Self>()`).
     const FOPS: &'static FileOps;
 
-    /// nfsd opened a regular file of an nfsp export: `Some` takes it over
-    /// (its data is on the iods), `None` leaves it a local file.
-    fn open(file: &MetaFile<'_>) -> Result<Option<Self::Open>>;
+    /// nfsd, serving `net`, opened a regular file of an nfsp export:
+    /// `Some` takes it over (its data is on the iods), `None` leaves it a
+    /// local file.
+    fn open(net: NetRef, file: &MetaFile<'_>) -> Result<Option<Self::Open>>;
     /// Copies the `len` bytes of the file at `pos` (all below the size,
     /// `len <= to.len()`) into `to`; returns the bytes copied.
     fn read(
@@ -60,9 +61,15 @@ pub(crate) trait Hooks {
     /// Makes every written byte of the file durable.
     fn commit(open: &Self::Open, file: &MetaFile<'_>) -> Result;
     /// Has an iod answer a UDP READ directly.
-    fn read_direct(dentry: &Dentry<'_>, pos: u64, count: usize, reply: &DirectReply<'_>) -> Result;
+    fn read_direct(
+        net: NetRef,
+        dentry: &Dentry<'_>,
+        pos: u64,
+        count: usize,
+        reply: &DirectReply<'_>,
+    ) -> Result;
     /// The file is about to be cut (or extended) to `size`.
-    fn truncate(dentry: &Dentry<'_>, size: u64) -> Result;
+    fn truncate(net: NetRef, dentry: &Dentry<'_>, size: u64) -> Result;
     /// A name of the file is about to go; returns a cookie for
     /// `unlink_finish`, 0 for nothing to do.
     fn unlink_prepare(dentry: &Dentry<'_>) -> Result<usize>;
@@ -84,12 +91,13 @@ pub(super) fn to_ssize(r: Result<usize>) -> isize {
 struct Trampolines<T: Hooks>(PhantomData<T>);
 
 impl<T: Hooks> Trampolines<T> {
-    unsafe extern "C" fn open(file: *mut bindings::file) -> c_int {
+    unsafe extern "C" fn open(net: *mut bindings::net, file: *mut bindings::file) -> c_int {
         // SAFETY: nfsd passes a file it has just opened and holds.
-        from_result(|| unsafe { fops::take_over::<T>(file) }.map(|()| 0))
+        from_result(|| unsafe { fops::take_over::<T>(NetRef(net), file) }.map(|()| 0))
     }
 
     unsafe extern "C" fn read_direct(
+        net: *mut bindings::net,
         dentry: *mut bindings::dentry,
         pos: bindings::loff_t,
         count: usize,
@@ -115,18 +123,22 @@ impl<T: Hooks> Trampolines<T> {
                 header,
             };
             let pos = u64::try_from(pos).map_err(|_| EINVAL)?;
-            T::read_direct(&d, pos, count, &reply).map(|()| 0)
+            T::read_direct(NetRef(net), &d, pos, count, &reply).map(|()| 0)
         })
     }
 
-    unsafe extern "C" fn truncate(dentry: *mut bindings::dentry, size: bindings::loff_t) -> c_int {
+    unsafe extern "C" fn truncate(
+        net: *mut bindings::net,
+        dentry: *mut bindings::dentry,
+        size: bindings::loff_t,
+    ) -> c_int {
         let d = Dentry {
             dentry,
             _borrow: PhantomData,
         };
         from_result(|| {
             let size = u64::try_from(size).map_err(|_| EINVAL)?;
-            T::truncate(&d, size).map(|()| 0)
+            T::truncate(NetRef(net), &d, size).map(|()| 0)
         })
     }
 

@@ -17,7 +17,8 @@ use core::ptr;
 use kernel::{
     bindings,
     error::to_result,
-    prelude::*, //
+    prelude::*,
+    types::Opaque, //
 };
 
 /// Converts a C `struct sockaddr` (IPv4 or IPv6) into a Rust address.
@@ -108,7 +109,12 @@ impl RawSockaddr {
     }
 }
 
-/// A network namespace, kept alive by the socket that anchors it.
+/// A network namespace, named by nfsd (the one an nfsd instance serves).
+///
+/// It holds no reference: the module's state for a namespace, sockets
+/// included, goes when the namespace exits ([`PernetRegistration`]), and
+/// the namespace is live until then.
+#[derive(Clone, Copy)]
 pub(crate) struct NetRef(pub(super) *mut bindings::net);
 
 // SAFETY: a `struct net` may be used from any thread; the pointer is only
@@ -121,6 +127,56 @@ impl NetRef {
     /// Whether both name the same network namespace.
     pub(crate) fn same(&self, other: &NetRef) -> bool {
         self.0 == other.0
+    }
+}
+
+/// What the module does when a network namespace goes away.
+pub(crate) trait NetExit {
+    /// `net` is exiting: drop everything kept for it (nfsd no longer runs
+    /// there).
+    fn net_exit(net: NetRef);
+}
+
+/// The module's `pernet_operations`; unregistering runs the exit for
+/// every namespace left.
+#[pin_data(PinnedDrop)]
+pub(crate) struct PernetRegistration {
+    #[pin]
+    ops: Opaque<bindings::pernet_operations>,
+}
+
+// SAFETY: the kernel reads the table from any thread.
+unsafe impl Sync for PernetRegistration {}
+// SAFETY: registering and unregistering may happen on any thread.
+unsafe impl Send for PernetRegistration {}
+
+impl PernetRegistration {
+    unsafe extern "C" fn exit<T: NetExit>(net: *mut bindings::net) {
+        T::net_exit(NetRef(net));
+    }
+
+    /// Registers `T`'s exit hook.
+    pub(crate) fn register<T: NetExit>() -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            ops <- Opaque::try_ffi_init(|slot: *mut bindings::pernet_operations| {
+                // SAFETY: `slot` is valid for writes and pinned for the
+                // registration's life; all-zero is an empty table (no
+                // per-namespace storage, no init).
+                unsafe {
+                    slot.write(core::mem::zeroed());
+                    (*slot).exit = Some(Self::exit::<T>);
+                    to_result(bindings::register_pernet_subsys(slot))
+                }
+            }),
+        })
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for PernetRegistration {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: registered in `register`.
+        unsafe { bindings::unregister_pernet_subsys(self.ops.get()) };
     }
 }
 
@@ -145,8 +201,8 @@ impl UdpSocket {
             bindings::AF_INET6
         };
         let mut sock: *mut bindings::socket = ptr::null_mut();
-        // SAFETY: `net` is a live namespace (anchored by the viod table) and
-        // `sock` is a valid out-pointer.
+        // SAFETY: `net` is a live namespace (the module drops its sockets
+        // when it exits) and `sock` is a valid out-pointer.
         to_result(unsafe {
             bindings::sock_create_kern(
                 net.0,
@@ -166,18 +222,6 @@ impl UdpSocket {
         // `raw.len` bytes.
         to_result(unsafe { bindings::kernel_bind(socket.sock, raw.as_ptr().cast(), raw.len) })?;
         Ok(socket)
-    }
-
-    /// Makes the socket hold a reference on its network namespace, so that
-    /// the namespace outlives it (kernel sockets do not by default).
-    pub(crate) fn pin_net(&self) -> NetRef {
-        // SAFETY: `self.sock` is live and has a `struct sock`; upgrading a
-        // kernel socket's namespace reference is what the function is for.
-        unsafe {
-            let sk = (*self.sock).sk;
-            bindings::sk_net_refcnt_upgrade(sk);
-            NetRef((*sk).__sk_common.skc_net.net)
-        }
     }
 
     /// Sets the receive buffer size: the answers to every stripe of a

@@ -300,34 +300,62 @@ fn markdown(runs: &[Run], link_mbps: f64) -> String {
             );
         }
     }
-    let writes: Vec<&Run> = runs.iter().filter(|r| r.op == "write").collect();
-    if !writes.is_empty() {
-        md.push_str("\nWrites (M clients writing at once, NFSv3/TCP; nfsp over all iods):\n\n");
+    let v4_reads = runs
+        .iter()
+        .any(|r| r.proto == "v4" && r.op == "read");
+    if v4_reads {
         md.push_str(
-            "| clients M | plain knfsd | nfsp | ratio | retrans plain / nfsp |\n|---|---|---|---|---|\n",
+            "\nNFSv4.2 reads (relayed through the meta-server, as NFSv3/TCP), \
+             in brackets the ratio to plain knfsd over NFSv4.2:\n\n",
         );
-        for &m in &clients {
-            let p = writes
-                .iter()
-                .find(|r| r.server == "plain" && r.clients == m);
-            let q = writes.iter().find(|r| r.server == "nfsp" && r.clients == m);
-            if let (Some(p), Some(q)) = (p, q) {
-                let retrans = |r: &Run| {
-                    r.losses
-                        .as_ref()
-                        .map_or("-".into(), |l| l.retrans.to_string())
+        md.push_str("| iods N | clients M | plain v4.2 | nfsp v4.2 | retrans plain / nfsp |\n|---|---|---|---|---|\n");
+        for &n in &iods {
+            for &m in &clients {
+                let (Some(p), Some(q)) = (get("plain", "v4", "read", 0, m), get("nfsp", "v4", "read", n, m))
+                else {
+                    continue;
                 };
                 let _ = writeln!(
                     md,
-                    "| {m} | {:.1}{} | {:.1}{} | {:.2}x | {} / {} |",
+                    "| {n} | {m} | {:.1}{} | {:.1} ({:.2}x){} | {} / {} |",
                     p.mbps(),
                     p.mark(),
                     q.mbps(),
-                    q.mark(),
                     q.mbps() / p.mbps(),
-                    retrans(p),
-                    retrans(q)
+                    q.mark(),
+                    retrans_of(p),
+                    retrans_of(q)
                 );
+            }
+        }
+    }
+    let writes: Vec<&Run> = runs.iter().filter(|r| r.op == "write").collect();
+    if !writes.is_empty() {
+        md.push_str("\nWrites (M clients writing at once, each file fsynced; nfsp over all iods):\n\n");
+        md.push_str(
+            "| transport | clients M | plain knfsd | nfsp | ratio | retrans plain / nfsp |\n|---|---|---|---|---|---|\n",
+        );
+        for proto in ["tcp", "v4"] {
+            for &m in &clients {
+                let find = |server: &str| {
+                    writes
+                        .iter()
+                        .find(|r| r.server == server && r.proto == proto && r.clients == m)
+                };
+                if let (Some(p), Some(q)) = (find("plain"), find("nfsp")) {
+                    let _ = writeln!(
+                        md,
+                        "| {} | {m} | {:.1}{} | {:.1}{} | {:.2}x | {} / {} |",
+                        if proto == "v4" { "NFSv4.2" } else { "NFSv3/TCP" },
+                        p.mbps(),
+                        p.mark(),
+                        q.mbps(),
+                        q.mark(),
+                        q.mbps() / p.mbps(),
+                        retrans_of(p),
+                        retrans_of(q)
+                    );
+                }
             }
         }
     }
@@ -340,6 +368,13 @@ fn markdown(runs: &[Run], link_mbps: f64) -> String {
         reads
     );
     md
+}
+
+/// A run's RPC retransmissions, or `-` when not counted.
+fn retrans_of(r: &Run) -> String {
+    r.losses
+        .as_ref()
+        .map_or("-".into(), |l| l.retrans.to_string())
 }
 
 /// The Losses section: every run that lost anything, with the layers and
