@@ -5,3 +5,4 @@
 
 pub mod control;
 pub mod errno;
+pub mod viods_conf;

@@ -62,6 +62,11 @@ pub enum Cmd {
     LoadKey(cmd::load_key::Args),
     /// Replace the cluster key without downtime: prepare, commit, finish.
     RotateKey(cmd::rotate_key::Args),
+    /// Write the viod table to its configuration file
+    /// (/etc/nfsp/viods.conf), to survive reboots.
+    Save(cmd::save::Args),
+    /// Put the configuration file's viods into the module (at boot).
+    Load(cmd::load::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(cmd::completions::Args),
     /// Print the manual page (roff), or write one page per subcommand.
@@ -99,6 +104,9 @@ impl Cmd {
             Cmd::Genkey(_) | Cmd::LoadKey(_) | Cmd::RotateKey(_) => Err(UsageError(
                 "the key commands build their lines from the key file".into(),
             )),
+            Cmd::Save(_) | Cmd::Load(_) => Err(UsageError(
+                "save and load run several commands".into(),
+            )),
         }
     }
 
@@ -109,6 +117,8 @@ impl Cmd {
             Cmd::Genkey(a) => return a.run(),
             Cmd::LoadKey(a) => return a.run(ctl),
             Cmd::RotateKey(a) => return a.run(ctl),
+            Cmd::Save(a) => return a.run(ctl),
+            Cmd::Load(a) => return a.run(ctl),
             _ => {}
         }
         let command = self.command()?;
