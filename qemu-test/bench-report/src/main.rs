@@ -300,9 +300,7 @@ fn markdown(runs: &[Run], link_mbps: f64) -> String {
             );
         }
     }
-    let v4_reads = runs
-        .iter()
-        .any(|r| r.proto == "v4" && r.op == "read");
+    let v4_reads = runs.iter().any(|r| r.proto == "v4" && r.op == "read");
     if v4_reads {
         md.push_str(
             "\nNFSv4.2 reads (relayed through the meta-server, as NFSv3/TCP), \
@@ -311,8 +309,10 @@ fn markdown(runs: &[Run], link_mbps: f64) -> String {
         md.push_str("| iods N | clients M | plain v4.2 | nfsp v4.2 | retrans plain / nfsp |\n|---|---|---|---|---|\n");
         for &n in &iods {
             for &m in &clients {
-                let (Some(p), Some(q)) = (get("plain", "v4", "read", 0, m), get("nfsp", "v4", "read", n, m))
-                else {
+                let (Some(p), Some(q)) = (
+                    get("plain", "v4", "read", 0, m),
+                    get("nfsp", "v4", "read", n, m),
+                ) else {
                     continue;
                 };
                 let _ = writeln!(
@@ -331,7 +331,9 @@ fn markdown(runs: &[Run], link_mbps: f64) -> String {
     }
     let writes: Vec<&Run> = runs.iter().filter(|r| r.op == "write").collect();
     if !writes.is_empty() {
-        md.push_str("\nWrites (M clients writing at once, each file fsynced; nfsp over all iods):\n\n");
+        md.push_str(
+            "\nWrites (M clients writing at once, each file fsynced; nfsp over all iods):\n\n",
+        );
         md.push_str(
             "| transport | clients M | plain knfsd | nfsp | ratio | retrans plain / nfsp |\n|---|---|---|---|---|---|\n",
         );
@@ -346,7 +348,11 @@ fn markdown(runs: &[Run], link_mbps: f64) -> String {
                     let _ = writeln!(
                         md,
                         "| {} | {m} | {:.1}{} | {:.1}{} | {:.2}x | {} / {} |",
-                        if proto == "v4" { "NFSv4.2" } else { "NFSv3/TCP" },
+                        if proto == "v4" {
+                            "NFSv4.2"
+                        } else {
+                            "NFSv3/TCP"
+                        },
                         p.mbps(),
                         p.mark(),
                         q.mbps(),

@@ -164,7 +164,10 @@ mod tests {
             parse("add-viod 0 10.0.0.1:7000\ndel-viod 0\n"),
             Err(ConfError::NotAddViod { line: 2, .. })
         ));
-        assert!(matches!(parse("add-viod 0\n"), Err(ConfError::NotAddViod { line: 1, .. })));
+        assert!(matches!(
+            parse("add-viod 0\n"),
+            Err(ConfError::NotAddViod { line: 1, .. })
+        ));
         assert!(matches!(
             parse("add-viod x 10.0.0.1:7000\n"),
             Err(ConfError::NotAddViod { .. })
@@ -181,10 +184,9 @@ mod tests {
 
     #[test]
     fn plan_adds_keeps_and_stops_on_conflicts() {
-        let wanted = parse(
-            "add-viod 0 10.0.0.1:7000\nadd-viod 1 10.0.0.2:7000\nadd-viod 2 10.0.0.3:7000\n",
-        )
-        .expect("parses");
+        let wanted =
+            parse("add-viod 0 10.0.0.1:7000\nadd-viod 1 10.0.0.2:7000\nadd-viod 2 10.0.0.3:7000\n")
+                .expect("parses");
         let current =
             parse("add-viod 1 10.0.0.2:7000\nadd-viod 2 10.0.0.9:7000\nadd-viod 5 10.0.0.5:7000\n")
                 .expect("parses");

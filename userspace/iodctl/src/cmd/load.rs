@@ -40,13 +40,17 @@ impl Args {
             );
         }
         for (id, members) in &plan.add {
-            let members = Members::from_slice(members)
-                .map_err(|e| anyhow::anyhow!("viod {id}: {e}"))?;
+            let members =
+                Members::from_slice(members).map_err(|e| anyhow::anyhow!("viod {id}: {e}"))?;
             let cmd = super::validate(Command::AddViod { id: *id, members })?;
-            ctl.transact(&cmd).with_context(|| format!("add-viod {id}"))?;
+            ctl.transact(&cmd)
+                .with_context(|| format!("add-viod {id}"))?;
         }
         if !plan.extra.is_empty() {
-            log::warn!("viod(s) {:?} are in the module but not in the file: kept", plan.extra);
+            log::warn!(
+                "viod(s) {:?} are in the module but not in the file: kept",
+                plan.extra
+            );
         }
         println!(
             "loaded {} viod(s) from {} ({} added, {} already there)",

@@ -36,10 +36,15 @@ pub fn current(ctl: &Control) -> anyhow::Result<viods_conf::Viods> {
 
 /// Writes `text` to `path` atomically (mode 0644: no secret in it).
 fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("viods.conf")
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("viods.conf")
     ));
     let mut f = fs::OpenOptions::new()
         .write(true)
@@ -51,7 +56,8 @@ fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
     f.write_all(text.as_bytes())
         .and_then(|()| f.sync_all())
         .with_context(|| format!("write {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("rename {} to {}", tmp.display(), path.display()))?;
+    fs::rename(&tmp, path)
+        .with_context(|| format!("rename {} to {}", tmp.display(), path.display()))?;
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .with_context(|| format!("fsync {}", dir.display()))
