@@ -146,32 +146,35 @@ fn header_of(dentry: &Dentry<'_>) -> Result<MetaHeader> {
 /// no header: a local file, served as it is.
 fn header_or_create(net: NetRef, dentry: &Dentry<'_>) -> Result<Option<MetaHeader>> {
     match header_of(dentry) {
+        Err(e) if e == ENODATA => dentry.locked(|| create_header_locked(net, dentry)),
+        other => other.map(Some),
+    }
+}
+
+/// The header of a file whose inode the caller has locked (so no other
+/// thread creates one meanwhile), created as [`header_or_create`] does.
+fn create_header_locked(net: NetRef, dentry: &Dentry<'_>) -> Result<Option<MetaHeader>> {
+    match header_of(dentry) {
         Err(e) if e == ENODATA => {}
         other => return other.map(Some),
     }
+    if dentry.size() != 0 {
+        return Ok(None);
+    }
     let st = state()?;
-    dentry.locked(|| {
-        match header_of(dentry) {
-            Err(e) if e == ENODATA => {}
-            other => return other.map(Some),
-        }
-        if dentry.size() != 0 {
-            return Ok(None);
-        }
-        let width = st.table(net).width();
-        if width == 0 {
-            // No storage configured yet: the client retries.
-            return Err(EAGAIN);
-        }
-        let seed = ffi::random_u64();
-        // Rotate the first block so that small files spread over the viods.
-        let header = MetaHeader::new(seed, width, (seed % u64::from(width)) as u32);
-        let mut buf = [0u8; HEADER_LEN];
-        let n = header.encode(&mut buf).map_err(|_| EINVAL)?;
-        let r = dentry.create_header(buf.get(..n).ok_or(EINVAL)?);
-        st.count(&st.counters.creates, r)?;
-        Ok(Some(header))
-    })
+    let width = st.table(net).width();
+    if width == 0 {
+        // No storage configured yet: the client retries.
+        return Err(EAGAIN);
+    }
+    let seed = ffi::random_u64();
+    // Rotate the first block so that small files spread over the viods.
+    let header = MetaHeader::new(seed, width, (seed % u64::from(width)) as u32);
+    let mut buf = [0u8; HEADER_LEN];
+    let n = header.encode(&mut buf).map_err(|_| EINVAL)?;
+    let r = dentry.create_header(buf.get(..n).ok_or(EINVAL)?);
+    st.count(&st.counters.creates, r)?;
+    Ok(Some(header))
 }
 
 fn key_of(dentry: &Dentry<'_>, header: &MetaHeader) -> FileKey {
@@ -279,8 +282,11 @@ impl ffi::Hooks for Nfsp {
 
     fn truncate(net: NetRef, dentry: &Dentry<'_>, size: u64) -> Result {
         let st = state()?;
-        // A local file is cut by nfsd alone.
-        let Some(header) = header_or_create(net, dentry)? else {
+        // nfsd holds the inode lock here. A local file is cut by nfsd
+        // alone; an empty file without a header gets one first, so that
+        // extending it (`truncate -s` before any write) makes it sparse
+        // on the iods, not a local file.
+        let Some(header) = create_header_locked(net, dentry)? else {
             return Ok(());
         };
         let key = key_of(dentry, &header);

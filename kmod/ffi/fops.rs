@@ -36,6 +36,8 @@ struct Installed<P> {
     /// The file system's own operations, for `release` and `fsync` of the
     /// meta-file itself; the file's reference on their module moves here.
     orig: *const bindings::file_operations,
+    /// The file system's own `private_data`, given back at `release`.
+    orig_private: *mut c_void,
     open: P,
 }
 
@@ -86,7 +88,14 @@ pub(super) unsafe fn take_over<T: Hooks>(net: NetRef, file: *mut bindings::file)
             // Opened by nfsd once more (an NFSv4 OPEN's own file).
             return Ok(());
         }
-        let installed = KBox::new(Installed { orig, open }, GFP_KERNEL)?;
+        let installed = KBox::new(
+            Installed {
+                orig,
+                orig_private: (*file).private_data,
+                open,
+            },
+            GFP_KERNEL,
+        )?;
         // The file's operations now hold the module, as `fops_get()`
         // would; nfsd's call holds it already, so this cannot fail.
         bindings::__module_get(<crate::LocalModule as ModuleMetadata>::THIS_MODULE.as_ptr());
@@ -203,12 +212,18 @@ impl<T: Hooks> MetaFileOps<T> {
     }
 
     unsafe extern "C" fn release(inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+        // SAFETY: the VFS calls `release` once, for a file with these
+        // operations.
+        let private = unsafe { (*file).private_data.cast::<Installed<T::Open>>() };
+        if private.is_null() {
+            return 0;
+        }
         // SAFETY: `release` is the last operation on the file: the state
         // `take_over` leaked is ours again.
-        let inst = unsafe { KBox::from_raw((*file).private_data.cast::<Installed<T::Open>>()) };
+        let inst = unsafe { KBox::from_raw(private) };
         // SAFETY: as above; the file system sees its file as it left it.
         let r = unsafe {
-            (*file).private_data = core::ptr::null_mut::<c_void>();
+            (*file).private_data = inst.orig_private;
             match (*inst.orig).release {
                 Some(release) => release(inode, file),
                 None => 0,

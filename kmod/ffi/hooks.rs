@@ -68,7 +68,8 @@ pub(crate) trait Hooks {
         count: usize,
         reply: &DirectReply<'_>,
     ) -> Result;
-    /// The file is about to be cut (or extended) to `size`.
+    /// The file is about to be cut (or extended) to `size`; nfsd holds
+    /// the inode lock ([`Dentry::locked`] would deadlock).
     fn truncate(net: NetRef, dentry: &Dentry<'_>, size: u64) -> Result;
     /// A name of the file is about to go; returns a cookie for
     /// `unlink_finish`, 0 for nothing to do.

@@ -74,6 +74,30 @@ no_record() {
 	! has_record "$@" 2>/dev/null
 }
 
+# A new file extended before any write (truncate -s: CREATE, then SETATTR
+# of the size): it gets its layout then (nfsd holds the inode lock), reads
+# as zeros, takes writes, and stays an nfsp file (nothing on meta's disk).
+new_file_extended() {
+	local kind=$1 f=/mnt/nfsp-$1/extended-$1 got
+	on client1 truncate -s 300000 "$f" || return 1
+	head -c 300000 /dev/zero > /tmp/ops-zeros
+	on client2 cmp /tmp/ops-zeros "/mnt/nfsp-tcp/extended-$kind" || return 1
+	random_file /tmp/ops-mid 5000
+	on client1 dd if=/tmp/ops-mid of="$f" bs=5000 seek=20 conv=notrunc status=none || return 1
+	dd if=/tmp/ops-mid of=/tmp/ops-zeros bs=5000 seek=20 conv=notrunc status=none
+	on client2 cmp /tmp/ops-zeros "/mnt/nfsp-udp/extended-$kind" || return 1
+	if command -v getfattr > /dev/null; then
+		getfattr --absolute-names -n trusted.nfsp "/srv/nfsp/extended-$kind" > /dev/null || return 1
+	fi
+	# Written locally, the 5000 bytes would take two pages on meta.
+	got=$(du -k "/srv/nfsp/extended-$kind" | cut -f1)
+	echo "meta-file: $got KiB on meta"
+	[ "$got" = 0 ]
+}
+for kind in tcp v4; do
+	check "$kind: truncate -s of a new file: zeros, then a write, an nfsp file" new_file_extended "$kind"
+done
+
 check "the deletion device /dev/nfsp_unlink exists" test -c /dev/nfsp_unlink
 collect_records
 
