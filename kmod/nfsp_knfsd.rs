@@ -9,8 +9,12 @@
 //! A meta-file is sparse: its size is the file's real size (so every
 //! attribute nfsd returns is right without further work) and its only
 //! content is the layout header (`proto::metafile`) in the extended
-//! attribute `trusted.nfsp`. nfsd calls the module, through the hooks of
-//! `include/linux/nfsd_nfsp.h`, for the data of those files only.
+//! attribute `trusted.nfsp`, made when the file is first used. When nfsd
+//! opens such a file (`include/linux/nfsd_nfsp.h`), the module gives the
+//! open file its own file operations (`ffi::fops`), so that every NFS
+//! version's reads, writes and commits reach the iods; the other hooks
+//! are the NFSv3/UDP direct reply, truncation and removal. Each network
+//! namespace running nfsd has its own viod table.
 
 use kernel::{
     iov::{IovIterDest, IovIterSource},
