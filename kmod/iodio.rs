@@ -9,7 +9,11 @@
 //! table's timeout is sent again with the wait doubled (a busy link is not
 //! made busier). An iod that stays silent for a bounded number of rounds
 //! makes the request fail with `EAGAIN`, which nfsd turns into
-//! NFS3ERR_JUKEBOX: the client retries later, no nfsd thread hangs.
+//! NFS3ERR_JUKEBOX: the client retries later, no nfsd thread hangs. The
+//! iod is then known to be silent: requests that need it fail at once,
+//! but for one probe a second that waits a single round, until it answers
+//! again, so that a dead iod does not hold the nfsd threads every other
+//! export needs too.
 //!
 //! Every datagram is sealed with the cluster key and every answer opened
 //! with it; an answer counts only from an iod the message went to (the
@@ -40,7 +44,7 @@ use crate::proto::{
     stripe::StripeLayout,
     wire::{self, Body, Chain, ChainMember, Hop, List, Message, MsgType, ReplySpec, RequestId, Status},
 };
-use crate::viod::{Iod, Table, Viod};
+use crate::viod::{Iod, Reach, Table, Viod};
 
 /// Rounds without any answer before a request fails.
 const TRIES: u32 = 3;
@@ -123,6 +127,9 @@ struct Exchange<'t> {
     port: u16,
     out: KVec<Outgoing>,
     timeout_ms: u32,
+    /// A message goes to an iod known to be silent (see [`Reach`]): the
+    /// request gives up after one silent round.
+    probe: bool,
 }
 
 /// Learns the instance an authenticated answer from `from` to our request
@@ -181,6 +188,7 @@ impl<'t> Exchange<'t> {
             port,
             out: KVec::new(),
             timeout_ms: table.timeout_ms,
+            probe: false,
         })
     }
 
@@ -218,6 +226,19 @@ impl<'t> Exchange<'t> {
         carried: usize,
         body: Body<'_>,
     ) -> Result {
+        // Asked once per iod and request: a probe's other messages (a
+        // piece larger than a datagram) go with it.
+        let known = self.out.iter().any(|o| o.iod.addr == iod.addr);
+        match if known { Reach::Normal } else { iod.reach() } {
+            Reach::Normal => {}
+            Reach::Probe => self.probe = true,
+            // Known to be silent: the client retries later; no nfsd thread
+            // waits out the rounds again.
+            Reach::FailFast => {
+                iod.timeouts.add(1u64, Relaxed);
+                return Err(EAGAIN);
+            }
+        }
         let id = next_request_id();
         let mutating = !matches!(body, Body::Read(_) | Body::Ping);
         // Room for the data and the largest header (routes, reply header).
@@ -288,9 +309,11 @@ impl<'t> Exchange<'t> {
                 Err(e) if e == EAGAIN => {
                     round_start = Instant::now();
                     silent_rounds += 1;
-                    if silent_rounds >= TRIES {
+                    // A probe of a silent iod waits one round only.
+                    if silent_rounds >= TRIES || self.probe {
                         for o in self.out.iter().filter(|o| o.sent && !o.done) {
                             o.iod.timeouts.add(1u64, Relaxed);
+                            o.iod.went_silent();
                         }
                         return Err(EAGAIN);
                     }
@@ -338,6 +361,9 @@ impl<'t> Exchange<'t> {
                 continue;
             };
             learn_instance(table, &from, msg.id, msg.instance);
+            if let Some(m) = table.iod(&from) {
+                m.answered();
+            }
             if let Body::Ack(a) = &msg.body {
                 if a.status == Status::Stale {
                     // Not applied: send it again to the instance now known.

@@ -19,6 +19,7 @@ use kernel::{
         atomic::{Atomic, Relaxed},
         Arc,
     },
+    time::{Instant, Monotonic},
 };
 
 use crate::ffi::{NetRef, UdpSocket};
@@ -44,6 +45,28 @@ pub(crate) struct Iod {
     pub(crate) instance_seq: Atomic<u64>,
     /// Exponentially weighted mean latency (microseconds).
     latency_us: Atomic<u64>,
+    /// The clock of `silent_until_ms`.
+    created: Instant<Monotonic>,
+    /// While the iod is known to be silent (its last request timed out),
+    /// until when (ms since `created`) requests that need it fail at once
+    /// instead of holding an nfsd thread for every retry; 0: not silent.
+    /// Then one request, a probe, waits a single round for it.
+    silent_until_ms: Atomic<u64>,
+}
+
+/// How long an iod that stopped answering is failed fast before the next
+/// probe, in milliseconds.
+const SILENT_PROBE_INTERVAL_MS: u64 = 1000;
+
+/// What a request may do with an iod.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Reach {
+    /// Answering: wait for it as usual.
+    Normal,
+    /// Known to be silent, and this request probes it: wait one round.
+    Probe,
+    /// Known to be silent: fail now (the client retries).
+    FailFast,
 }
 
 fn state_to_u32(s: IodState) -> u32 {
@@ -65,6 +88,49 @@ fn state_from_u32(v: u32) -> IodState {
 impl Iod {
     pub(crate) fn state(&self) -> IodState {
         state_from_u32(self.state.load(Relaxed))
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.created.elapsed().as_millis()).unwrap_or(0).max(1)
+    }
+
+    /// Whether a request may wait for this iod now (see [`Reach`]). At
+    /// most one probe is in flight: it pushes the next one out.
+    pub(crate) fn reach(&self) -> Reach {
+        let until = self.silent_until_ms.load(Relaxed);
+        if until == 0 {
+            return Reach::Normal;
+        }
+        let now = self.now_ms();
+        if now < until {
+            return Reach::FailFast;
+        }
+        match self
+            .silent_until_ms
+            .cmpxchg(until, now + SILENT_PROBE_INTERVAL_MS, Relaxed)
+        {
+            Ok(_) => Reach::Probe,
+            Err(_) => Reach::FailFast,
+        }
+    }
+
+    /// The iod left a request unanswered for every round: fail fast for a
+    /// while.
+    pub(crate) fn went_silent(&self) {
+        self.silent_until_ms
+            .store(self.now_ms() + SILENT_PROBE_INTERVAL_MS, Relaxed);
+    }
+
+    /// The iod answered: it is not silent.
+    pub(crate) fn answered(&self) {
+        if self.silent_until_ms.load(Relaxed) != 0 {
+            self.silent_until_ms.store(0, Relaxed);
+        }
+    }
+
+    /// Whether the iod is known to be silent.
+    pub(crate) fn silent(&self) -> bool {
+        self.silent_until_ms.load(Relaxed) != 0
     }
 
     /// Whether the iod receives writes (up, or re-syncing).
@@ -119,10 +185,14 @@ impl Viod {
             return None;
         }
         let start = self.cursor.fetch_add(1u32, Relaxed) as usize;
-        (0..n)
-            .filter_map(|i| start.wrapping_add(i).checked_rem(n))
-            .filter_map(|i| self.members.get(i))
-            .find(|m| m.state() == IodState::Up)
+        let up = || {
+            (0..n)
+                .filter_map(|i| start.wrapping_add(i).checked_rem(n))
+                .filter_map(|i| self.members.get(i))
+                .filter(|m| m.state() == IodState::Up)
+        };
+        // A replica known to be silent only when no other one answers.
+        up().find(|m| !m.silent()).or_else(|| up().next())
     }
 
     /// The members that must receive a write, in chain order.
@@ -298,6 +368,8 @@ fn new_iod(net: &NetRef, addr: SocketAddr) -> Result<Arc<Iod>> {
             instance: Atomic::new(0),
             instance_seq: Atomic::new(0),
             latency_us: Atomic::new(0),
+            created: Instant::now(),
+            silent_until_ms: Atomic::new(0),
         },
         GFP_KERNEL,
     )
