@@ -45,7 +45,7 @@ use ffi::{
 };
 use iodio::FileIo;
 use proto::{
-    control::{Answer, Command},
+    control::{Answer, Command, Space},
     filekey::FileKey,
     metafile::{MetaHeader, HEADER_LEN},
     unlink::UnlinkRecord,
@@ -353,6 +353,10 @@ impl ffi::Hooks for Nfsp {
         let _ = st.count(&st.counters.deletions_queued, r);
     }
 
+    fn space(net: NetRef) -> Option<Space> {
+        viod::space(&state().ok()?.table(net))
+    }
+
     fn control(net: NetRef, buf: &mut [u8], len: usize) -> Result<usize> {
         let st = state()?;
         let line = buf
@@ -385,6 +389,10 @@ impl Nfsp {
         match cmd {
             Command::List => viod::list(&st.table(net), &mut out),
             Command::Stats => stats(st, &st.table(net), &mut out),
+            Command::Space { addr, space } => {
+                viod::set_space(&st.table(net), addr, space)?;
+                out.line(&Answer::Ok);
+            }
             _ => {
                 let mut tables = st.tables.lock();
                 let at = tables.iter().position(|t| t.net.same(&net));
@@ -426,7 +434,8 @@ fn stats(st: &State, table: &Table, out: &mut AnswerBuf<'_>) {
     let keys = table.keys;
     let sign_id = keys.and_then(|k| k.signing().map(|k| k.id()));
     let accept_id = keys.and_then(|k| k.accepted().map(|k| k.id()));
-    let lines: [(&str, u64); 13] = [
+    let space = viod::space(table).unwrap_or_default();
+    let lines: [(&str, u64); 16] = [
         ("keys_loaded", u64::from(keys.is_some())),
         ("key_sign_id", u64::from(sign_id.unwrap_or(0))),
         ("key_accept_id", u64::from(accept_id.unwrap_or(0))),
@@ -440,6 +449,9 @@ fn stats(st: &State, table: &Table, out: &mut AnswerBuf<'_>) {
         ("deletions_pending", pending),
         ("deletions_pending_bytes", pending_bytes),
         ("failures", c.failures.load(Relaxed)),
+        ("space_total", space.total),
+        ("space_free", space.free),
+        ("space_avail", space.avail),
     ];
     for (name, value) in lines {
         out.line(&Answer::Stat { name, value });

@@ -4,9 +4,11 @@
 //! `nfsp_proto` crate (`proto/src/`), so the module and the daemons can
 //! never disagree on a byte.
 
-// The module uses only part of the crate, and the crate's `pub` API (public
-// for user space) is crate-private here.
-#![allow(dead_code, unreachable_pub)]
+// The crate's `pub` API (public for user space) is crate-private here.
+// What only user space uses is left out by `cfg(nfsp_kernel)` (set in
+// `Kbuild`), so that nothing unused is compiled into the kernel: the
+// compiler's dead-code lint stays on to prove it.
+#![allow(unreachable_pub)]
 
 #[path = "../proto/src/auth.rs"]
 pub(crate) mod auth;
@@ -22,8 +24,6 @@ pub(crate) mod error;
 pub(crate) mod filekey;
 #[path = "../proto/src/metafile.rs"]
 pub(crate) mod metafile;
-#[path = "../proto/src/nfs3.rs"]
-pub(crate) mod nfs3;
 #[path = "../proto/src/stripe.rs"]
 pub(crate) mod stripe;
 #[path = "../proto/src/unlink.rs"]

@@ -25,7 +25,7 @@ use kernel::{
 use crate::ffi::{NetRef, UdpSocket};
 use crate::proto::{
     auth::Keys,
-    control::{Answer, Command, IodState, ListLine, Members},
+    control::{Answer, Command, IodState, ListLine, Members, Space},
 };
 
 /// One iod: where it is, its state and its counters.
@@ -52,6 +52,9 @@ pub(crate) struct Iod {
     /// instead of holding an nfsd thread for every retry; 0: not silent.
     /// Then one request, a probe, waits a single round for it.
     silent_until_ms: Atomic<u64>,
+    /// The space of its file system (bytes: size, free, available), as
+    /// iodmgr last told it; size 0: not told yet.
+    space: [Atomic<u64>; 3],
 }
 
 /// How long an iod that stopped answering is failed fast before the next
@@ -131,6 +134,12 @@ impl Iod {
     /// Whether the iod is known to be silent.
     pub(crate) fn silent(&self) -> bool {
         self.silent_until_ms.load(Relaxed) != 0
+    }
+
+    /// Its space, if told.
+    fn space(&self) -> Option<Space> {
+        let [total, free, avail] = self.space.each_ref().map(|a| a.load(Relaxed));
+        (total != 0).then_some(Space { total, free, avail })
     }
 
     /// Whether the iod receives writes (up, or re-syncing).
@@ -370,6 +379,7 @@ fn new_iod(net: &NetRef, addr: SocketAddr) -> Result<Arc<Iod>> {
             latency_us: Atomic::new(0),
             created: Instant::now(),
             silent_until_ms: Atomic::new(0),
+            space: [Atomic::new(0), Atomic::new(0), Atomic::new(0)],
         },
         GFP_KERNEL,
     )
@@ -480,9 +490,38 @@ pub(crate) fn apply(
         }
         Command::Timeout { ms } => t.timeout_ms = ms,
         Command::Keys(keys) => t.keys = Some(keys),
-        Command::List | Command::Stats => {}
+        Command::List | Command::Stats | Command::Space { .. } => {}
     }
     Ok(t)
+}
+
+/// Records the space iodmgr tells for every member at `addr`; `ENOENT`
+/// if there is none. The table stays as it is (members are shared).
+pub(crate) fn set_space(t: &Table, addr: &SocketAddr, space: &Space) -> Result {
+    let mut found = false;
+    for m in t.viods.iter().flat_map(|v| v.members.iter()).filter(|m| m.addr == *addr) {
+        for (a, v) in m.space.iter().zip([space.total, space.free, space.avail]) {
+            a.store(v, Relaxed);
+        }
+        found = true;
+    }
+    if found {
+        Ok(())
+    } else {
+        Err(ENOENT)
+    }
+}
+
+/// The space of the table's data: each viod holds as much as its
+/// smallest member, and viods add up. `None` unless every viod has a
+/// member whose space is known (partial figures would mislead `df`).
+pub(crate) fn space(t: &Table) -> Option<Space> {
+    let mut sum: Option<Space> = None;
+    for v in t.viods.iter() {
+        let viod = Space::replicated(v.members.iter().filter_map(|m| m.space()))?;
+        sum = Some(sum.map_or(viod, |s| s.plus(viod)));
+    }
+    sum
 }
 
 /// Writes the `list` answer.

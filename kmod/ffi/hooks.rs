@@ -19,6 +19,7 @@ use kernel::{
 use super::fops::{self, FileOps};
 use super::net::{sockaddr_to_rust, NetRef};
 use super::vfs::{Dentry, MetaFile};
+use crate::proto::control::Space;
 
 /// A READ reply an iod sends to the client in nfsd's place.
 pub(crate) struct DirectReply<'a> {
@@ -76,9 +77,49 @@ pub(crate) trait Hooks {
     fn unlink_prepare(dentry: &Dentry<'_>) -> Result<usize>;
     /// The removal is over; `done` if it succeeded and is durable.
     fn unlink_finish(cookie: usize, done: bool);
+    /// The space of the data of `net`'s nfsp exports; `None` keeps the
+    /// meta-server's.
+    fn space(net: NetRef) -> Option<Space>;
     /// A control command was written to `/proc/fs/nfsd/nfsp` of `net`.
     /// `buf[..len]` is the command; the answer replaces it.
     fn control(net: NetRef, buf: &mut [u8], len: usize) -> Result<usize>;
+}
+
+/// The namespace and reply of a UDP READ that nfsd hands to the module.
+///
+/// # Safety
+///
+/// `rqstp` is a request nfsd is answering, with the reply header encoded
+/// in `rq_res.head[0]` and a live transport, and stays so while the
+/// returned reply is used.
+unsafe fn direct_reply<'a>(rqstp: *const bindings::svc_rqst) -> Result<(NetRef, DirectReply<'a>)> {
+    // SAFETY: by the caller, `rqstp` is valid.
+    let rq = unsafe { &*rqstp };
+    // SAFETY: a request's transport outlives it.
+    let xprt = unsafe { &*rq.rq_xprt };
+    // SAFETY: nfsd stores the caller's address, a valid `sockaddr_in(6)`.
+    let client = unsafe { sockaddr_to_rust((&raw const rq.rq_addr).cast()) };
+    // SAFETY: as above, the address the call was sent to.
+    let to = unsafe { sockaddr_to_rust((&raw const rq.rq_daddr).cast()) };
+    // SAFETY: the transport's bound address (its port: the transport may
+    // be bound to a wildcard address).
+    let local = unsafe { sockaddr_to_rust((&raw const xprt.xpt_local).cast()) };
+    let (Some(client), Some(mut server), Some(local)) = (client, to, local) else {
+        return Err(EAFNOSUPPORT);
+    };
+    server.set_port(local.port());
+    let head = rq.rq_res.head[0];
+    // SAFETY: the head kvec covers the reply nfsd encoded, unchanged while
+    // the request is answered.
+    let header = unsafe { core::slice::from_raw_parts(head.iov_base.cast::<u8>(), head.iov_len) };
+    Ok((
+        NetRef(xprt.xpt_net),
+        DirectReply {
+            client,
+            server,
+            header,
+        },
+    ))
 }
 
 /// Turns a `Result<usize>` into the `ssize_t` C expects.
@@ -98,34 +139,35 @@ impl<T: Hooks> Trampolines<T> {
     }
 
     unsafe extern "C" fn read_direct(
-        net: *mut bindings::net,
+        rqstp: *mut bindings::svc_rqst,
         dentry: *mut bindings::dentry,
         pos: bindings::loff_t,
         count: usize,
-        reply: *const bindings::nfsd_nfsp_direct,
-    ) -> c_int {
-        from_result(|| {
-            let d = Dentry {
-                dentry,
-                _borrow: PhantomData,
-            };
-            // SAFETY: nfsd passes a valid reply description for the call.
-            let r = unsafe { &*reply };
-            // SAFETY: nfsd's addresses are valid `sockaddr_in(6)`s.
-            let client = unsafe { sockaddr_to_rust(r.client) }.ok_or(EAFNOSUPPORT)?;
-            // SAFETY: as above.
-            let server = unsafe { sockaddr_to_rust(r.server) }.ok_or(EAFNOSUPPORT)?;
-            // SAFETY: `header` covers `header_len` bytes of nfsd's reply
-            // buffer, unchanged during the call.
-            let header = unsafe { core::slice::from_raw_parts(r.header.cast::<u8>(), r.header_len) };
-            let reply = DirectReply {
-                client,
-                server,
-                header,
-            };
+    ) {
+        let d = Dentry {
+            dentry,
+            _borrow: PhantomData,
+        };
+        // SAFETY: nfsd passes the UDP READ it is answering, whose reply
+        // header is encoded and whose transport is live, for the call.
+        let r = unsafe { direct_reply(rqstp) }.and_then(|(net, reply)| {
             let pos = u64::try_from(pos).map_err(|_| EINVAL)?;
-            T::read_direct(NetRef(net), &d, pos, count, &reply).map(|()| 0)
-        })
+            T::read_direct(net, &d, pos, count, &reply)
+        });
+        // The client retransmits: nothing to tell nfsd.
+        let _ = r;
+    }
+
+    unsafe extern "C" fn statfs(net: *mut bindings::net, stat: *mut bindings::kstatfs) {
+        // SAFETY: nfsd passes the statistics it is about to encode.
+        let stat = unsafe { &mut *stat };
+        let Some(space) = T::space(NetRef(net)) else {
+            return;
+        };
+        let unit = u64::try_from(stat.f_bsize).unwrap_or(0).max(1);
+        stat.f_blocks = space.total / unit;
+        stat.f_bfree = space.free / unit;
+        stat.f_bavail = space.avail / unit;
     }
 
     unsafe extern "C" fn truncate(
@@ -186,6 +228,7 @@ impl<T: Hooks> Trampolines<T> {
         truncate: Some(Self::truncate),
         unlink_prepare: Some(Self::unlink_prepare),
         unlink_finish: Some(Self::unlink_finish),
+        statfs: Some(Self::statfs),
         control: Some(Self::control),
     };
 }

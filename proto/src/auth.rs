@@ -223,6 +223,7 @@ impl Key {
     }
 
     /// The secret bytes (for the key file and the module's control command).
+    #[cfg(not(nfsp_kernel))]
     pub fn secret(&self) -> &[u8; KEY_LEN] {
         &self.bytes
     }
@@ -359,6 +360,7 @@ pub fn write_key_words(w: &mut impl core::fmt::Write, k: &Key) -> core::fmt::Res
 /// The key file (`/etc/nfsp/cluster.key`, mode 0600): `#` comments, one
 /// `sign <id> <key>` line and at most one `accept <id> <key>` line; ids
 /// are 8 hex digits, keys 64. Any other line is an error.
+#[cfg(not(nfsp_kernel))]
 pub mod keyfile {
     use super::*;
 

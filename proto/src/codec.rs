@@ -31,6 +31,7 @@ impl<'a> Reader<'a> {
         self.buf.len().saturating_sub(self.pos)
     }
     /// Current position.
+    #[cfg(not(nfsp_kernel))]
     pub fn position(&self) -> usize {
         self.pos
     }
@@ -49,6 +50,7 @@ impl<'a> Reader<'a> {
         Ok(a)
     }
     /// Take everything left.
+    #[cfg(not(nfsp_kernel))]
     pub fn rest(&mut self) -> &'a [u8] {
         let s = self.buf.get(self.pos..).unwrap_or(&[]);
         self.pos = self.buf.len();
@@ -69,7 +71,9 @@ impl<'a> Reader<'a> {
     rd!(u16_le, u16, 2, from_le_bytes);
     rd!(u32_le, u32, 4, from_le_bytes);
     rd!(u64_le, u64, 8, from_le_bytes);
+    #[cfg(not(nfsp_kernel))]
     rd!(u32_be, u32, 4, from_be_bytes);
+    #[cfg(not(nfsp_kernel))]
     rd!(u64_be, u64, 8, from_be_bytes);
 }
 
@@ -123,6 +127,7 @@ impl<'a> Writer<'a> {
         Ok(())
     }
     /// Overwrite 4 bytes at an earlier position (little-endian).
+    #[cfg(not(nfsp_kernel))]
     pub fn patch_u32_le(&mut self, at: usize, v: u32) -> Result<()> {
         let end = at.checked_add(4).ok_or(ProtoError::Overflow)?;
         if end > self.pos {
@@ -146,7 +151,9 @@ impl<'a> Writer<'a> {
     wr!(u16_le, u16, to_le_bytes);
     wr!(u32_le, u32, to_le_bytes);
     wr!(u64_le, u64, to_le_bytes);
+    #[cfg(not(nfsp_kernel))]
     wr!(u32_be, u32, to_be_bytes);
+    #[cfg(not(nfsp_kernel))]
     wr!(u64_be, u64, to_be_bytes);
 }
 

@@ -93,6 +93,7 @@ impl Members {
         }
     }
     /// Build from a slice (1..=8 entries).
+    #[cfg(not(nfsp_kernel))]
     pub fn from_slice(s: &[SocketAddr]) -> Result<Self> {
         let mut m = Members::new();
         for a in s {
@@ -118,6 +119,7 @@ impl Members {
         self.len
     }
     /// True when empty.
+    #[cfg(not(nfsp_kernel))]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -183,6 +185,46 @@ pub enum Command {
     },
     /// Install the cluster keys (or the explicit insecure mode).
     Keys(Keys),
+    /// The space an iod reported (in its PONG): what `df` shows of the
+    /// export is added up from these.
+    Space {
+        /// Member address (every viod it belongs to).
+        addr: SocketAddr,
+        /// Its space.
+        space: Space,
+    },
+}
+
+/// The space of the file system holding an iod's data, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Space {
+    /// Size.
+    pub total: u64,
+    /// Free.
+    pub free: u64,
+    /// Available to the iod (free less the root reserve).
+    pub avail: u64,
+}
+
+impl Space {
+    /// The space of a viod whose members hold `members`: each holds a
+    /// whole copy, so the smallest one bounds it. `None` without members.
+    pub fn replicated(members: impl Iterator<Item = Space>) -> Option<Space> {
+        members.reduce(|a, b| Space {
+            total: a.total.min(b.total),
+            free: a.free.min(b.free),
+            avail: a.avail.min(b.avail),
+        })
+    }
+
+    /// `self` and `other` side by side (two viods), saturating.
+    pub fn plus(self, other: Space) -> Space {
+        Space {
+            total: self.total.saturating_add(other.total),
+            free: self.free.saturating_add(other.free),
+            avail: self.avail.saturating_add(other.avail),
+        }
+    }
 }
 
 fn parse_u32(s: &str, err: ProtoError) -> Result<u32> {
@@ -273,6 +315,19 @@ impl Command {
                 Some(_) => return Err(ProtoError::InvalidField("keys")),
                 None => return Err(ProtoError::MissingArgument("sign")),
             },
+            "space" => {
+                let addr = parse_addr(arg("ADDR:PORT")?)?;
+                let total = parse_u64(arg("TOTAL")?, "TOTAL")?;
+                let free = parse_u64(arg("FREE")?, "FREE")?;
+                let avail = parse_u64(arg("AVAIL")?, "AVAIL")?;
+                if free > total || avail > free {
+                    return Err(ProtoError::InvalidField("space"));
+                }
+                Command::Space {
+                    addr,
+                    space: Space { total, free, avail },
+                }
+            }
             _ => return Err(ProtoError::UnknownCommand),
         };
         if w.next().is_some() {
@@ -313,6 +368,11 @@ impl fmt::Display for Command {
                     Ok(())
                 }
             },
+            Command::Space { addr, space } => write!(
+                f,
+                "space {addr} {} {} {}",
+                space.total, space.free, space.avail
+            ),
         }
     }
 }
@@ -356,8 +416,10 @@ impl fmt::Display for ListLine {
 }
 
 /// Writes `error <ERRNO-NAME> <message>` for a parse error.
+#[cfg(not(nfsp_kernel))]
 pub struct ErrorLine<'a>(pub &'a ProtoError);
 
+#[cfg(not(nfsp_kernel))]
 impl fmt::Display for ErrorLine<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "error {} {}", self.0.errno_name(), self.0)
@@ -370,6 +432,7 @@ pub enum Answer<'a> {
     /// `ok`
     Ok,
     /// `error ERRNO message`
+    #[cfg(not(nfsp_kernel))]
     Error {
         /// Errno name, e.g. `EINVAL`.
         errno: &'a str,
@@ -391,6 +454,7 @@ impl fmt::Display for Answer<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Answer::Ok => f.write_str("ok"),
+            #[cfg(not(nfsp_kernel))]
             Answer::Error { errno, message } => {
                 if message.is_empty() {
                     write!(f, "error {errno}")
@@ -404,6 +468,7 @@ impl fmt::Display for Answer<'_> {
     }
 }
 
+#[cfg(not(nfsp_kernel))]
 fn kv(word: Option<&str>, key: &'static str) -> Result<u64> {
     let w = word.ok_or(ProtoError::MissingArgument(key))?;
     let v = w
@@ -413,6 +478,7 @@ fn kv(word: Option<&str>, key: &'static str) -> Result<u64> {
     parse_u64(v, key)
 }
 
+#[cfg(not(nfsp_kernel))]
 fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.bytes().all(|b| {
@@ -422,6 +488,7 @@ fn is_name(s: &str) -> bool {
 
 impl<'a> Answer<'a> {
     /// Parse one answer line.
+    #[cfg(not(nfsp_kernel))]
     pub fn parse(line: &'a str) -> Result<Self> {
         let l = check_line(line)?;
         let mut w = l.split_ascii_whitespace();
@@ -526,6 +593,7 @@ mod tests {
         rt("list");
         rt("  stats  \r\n");
         rt("timeout 1500");
+        rt("space 10.0.0.2:7000 1000 600 500");
         assert_eq!(Command::parse("list\n"), Ok(Command::List));
         let c = Command::parse("add-viod 7 1.2.3.4:5 [::2]:6").unwrap();
         assert_eq!(c.to_string(), "add-viod 7 1.2.3.4:5 [::2]:6");
@@ -574,6 +642,36 @@ mod tests {
         let long: String = core::iter::repeat_n('x', MAX_LINE + 1).collect();
         assert_eq!(Command::parse(&long), Err(LineTooLong));
         assert_eq!(Command::parse("list é"), Err(TrailingGarbage));
+        assert_eq!(
+            Command::parse("space 1.1.1.1:1 10 11 5"),
+            Err(InvalidField("space")),
+            "more free than total"
+        );
+        assert_eq!(
+            Command::parse("space 1.1.1.1:1 10 5 6"),
+            Err(InvalidField("space")),
+            "more available than free"
+        );
+        assert_eq!(
+            Command::parse("space 1.1.1.1:1 10 5"),
+            Err(MissingArgument("AVAIL"))
+        );
+        assert_eq!(
+            Command::parse("space 1.1.1.1:1 10 5 5 5"),
+            Err(TrailingGarbage)
+        );
+    }
+
+    #[test]
+    fn space_of_viods() {
+        let s = |total, free, avail| Space { total, free, avail };
+        let members = [s(100, 50, 40), s(80, 60, 30)];
+        // Replicas hold whole copies: the smallest member bounds the viod.
+        assert_eq!(Space::replicated(members.into_iter()), Some(s(80, 50, 30)));
+        assert_eq!(Space::replicated(core::iter::empty()), None);
+        // Viods side by side add up.
+        assert_eq!(s(80, 50, 30).plus(s(10, 5, 1)), s(90, 55, 31));
+        assert_eq!(s(u64::MAX, 0, 0).plus(s(1, 0, 0)).total, u64::MAX);
     }
 
     #[test]

@@ -56,6 +56,7 @@ pub enum ProtoError {
 impl ProtoError {
     /// The errno name the kernel answers for this error on the control file
     /// (`error <ERRNO-NAME> <message>`).
+    #[cfg(not(nfsp_kernel))]
     pub fn errno_name(&self) -> &'static str {
         match self {
             ProtoError::BufferTooSmall => "ENOSPC",

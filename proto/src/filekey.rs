@@ -12,8 +12,10 @@ use super::crc32c::crc32c_update;
 use super::error::{ProtoError, Result};
 
 /// Length of the file-name part (`export-inode-seed`).
+#[cfg(not(nfsp_kernel))]
 pub const FILE_NAME_LEN: usize = 16 * 3 + 2;
 /// Length of the full local path `ab/cd/<name>`.
+#[cfg(not(nfsp_kernel))]
 pub const LOCAL_PATH_LEN: usize = 6 + FILE_NAME_LEN;
 /// Encoded length of a file key on the wire / in records (3 × u64 LE).
 pub const FILE_KEY_LEN: usize = 24;
@@ -47,8 +49,10 @@ pub struct FileKey {
     pub seed: u64,
 }
 
+#[cfg(not(nfsp_kernel))]
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+#[cfg(not(nfsp_kernel))]
 fn put_hex_u64(out: &mut [u8], v: u64) {
     for (i, o) in out.iter_mut().take(16).enumerate() {
         let shift = 60 - 4 * i as u32;
@@ -56,6 +60,7 @@ fn put_hex_u64(out: &mut [u8], v: u64) {
     }
 }
 
+#[cfg(not(nfsp_kernel))]
 fn parse_hex_u64(s: &[u8]) -> Result<u64> {
     if s.len() != 16 {
         return Err(ProtoError::InvalidField("file name"));
@@ -74,6 +79,7 @@ fn parse_hex_u64(s: &[u8]) -> Result<u64> {
 
 impl FileKey {
     /// New key.
+    #[cfg(not(nfsp_kernel))]
     pub fn new(export: u64, inode: u64, seed: u64) -> Self {
         FileKey {
             export,
@@ -118,6 +124,7 @@ impl FileKey {
     }
 
     /// Write the file name `export-inode-seed` into `buf`.
+    #[cfg(not(nfsp_kernel))]
     pub fn write_file_name<'b>(&self, buf: &'b mut [u8]) -> Result<&'b str> {
         let out = buf
             .get_mut(..FILE_NAME_LEN)
@@ -132,6 +139,7 @@ impl FileKey {
 
     /// Write the local path `ab/cd/export-inode-seed` into `buf`
     /// (at least [`LOCAL_PATH_LEN`] bytes).
+    #[cfg(not(nfsp_kernel))]
     pub fn write_local_path<'b>(&self, buf: &'b mut [u8]) -> Result<&'b str> {
         let out = buf
             .get_mut(..LOCAL_PATH_LEN)
@@ -160,6 +168,7 @@ impl FileKey {
     }
 
     /// Parse a file name written by [`FileKey::write_file_name`].
+    #[cfg(not(nfsp_kernel))]
     pub fn parse_file_name(name: &str) -> Result<Self> {
         let b = name.as_bytes();
         if b.len() != FILE_NAME_LEN {
@@ -182,6 +191,7 @@ impl FileKey {
 
     /// Parse a full local path `ab/cd/name` and check that the
     /// sub-directories match the hash (a misplaced file is an error).
+    #[cfg(not(nfsp_kernel))]
     pub fn parse_local_path(path: &str) -> Result<Self> {
         let name = path
             .get(6..)

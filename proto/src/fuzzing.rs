@@ -743,6 +743,9 @@ fn wire_seed_messages(f: &mut dyn FnMut(&str, &Message<'_>)) {
         bad_auth: 5,
         replays: 6,
         refused: 7,
+        space_total: 1 << 40,
+        space_free: 1 << 39,
+        space_avail: 1 << 38,
     };
     f("pong", &req(31, Body::Pong(stats)));
     f(

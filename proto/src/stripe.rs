@@ -34,6 +34,7 @@ pub struct Piece {
 
 impl Piece {
     /// End offset in the NFSP file (exclusive).
+    #[cfg(not(nfsp_kernel))]
     pub fn file_end(&self) -> u64 {
         self.file_offset.saturating_add(self.len)
     }
@@ -66,6 +67,7 @@ impl StripeLayout {
     }
 
     /// Viod id holding block `n`.
+    #[cfg(not(nfsp_kernel))]
     pub fn viod_of_block(&self, n: u64) -> Result<u32> {
         self.validate()?;
         let w = self.width as u64;

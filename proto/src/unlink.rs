@@ -71,6 +71,7 @@ impl UnlinkRecord {
     }
 
     /// Decode exactly one record (`buf.len() == RECORD_LEN`).
+    #[cfg(not(nfsp_kernel))]
     pub fn decode(buf: &[u8]) -> Result<Self> {
         if buf.len() < RECORD_LEN {
             return Err(ProtoError::Truncated);
@@ -117,6 +118,7 @@ pub struct UnlinkAck {
 
 impl UnlinkAck {
     /// Encode into `buf` (>= 24 bytes).
+    #[cfg(not(nfsp_kernel))]
     pub fn encode(&self, buf: &mut [u8]) -> Result<usize> {
         if self.first > self.last {
             return Err(ProtoError::InvalidField("range"));

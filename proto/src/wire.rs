@@ -12,7 +12,7 @@ use super::filekey::{FileKey, FILE_KEY_LEN};
 /// `b"NFSP"` read as a little-endian u32.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"NFSP");
 /// Protocol version (2: authenticated header).
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 /// Largest UDP payload over IPv4.
 pub const MAX_DATAGRAM: usize = 65507;
 /// Largest data payload of one message (READ total, READ_REPLY, WRITE).
@@ -39,6 +39,7 @@ pub const HEADER_LEN: usize = 56;
 /// Offset of the key id in the header.
 pub const KEY_ID_OFFSET: usize = 8;
 /// Offset of the destination/answering iod instance in the header.
+#[cfg(not(nfsp_kernel))]
 pub const INSTANCE_OFFSET: usize = 32;
 /// Offset of the authentication tag in the header.
 pub const AUTH_TAG_OFFSET: usize = 40;
@@ -52,7 +53,7 @@ pub const HOP_LEN: usize = ADDR_LEN + 20;
 pub const MEMBER_LEN: usize = ADDR_LEN + 8;
 /// Body of a PING: zeros, longer than a PONG's body, so that answering a
 /// PING never sends more bytes than it received.
-pub const PING_PAD: usize = 96;
+pub const PING_PAD: usize = 128;
 /// Reply-spec flag: pad the data to a multiple of 4 bytes (XDR).
 pub const REPLY_FLAG_PAD: u8 = 1;
 
@@ -339,10 +340,12 @@ impl<'a, T: Item> List<'a, T> {
         }
     }
     /// First item.
+    #[cfg(not(nfsp_kernel))]
     pub fn first(&self) -> Option<T> {
         self.get(0)
     }
     /// The list without its first item (empty stays empty).
+    #[cfg(not(nfsp_kernel))]
     pub fn rest(&self) -> List<'a, T> {
         match *self {
             List::Encoded(b) => List::Encoded(b.get(T::LEN..).unwrap_or(&[])),
@@ -457,6 +460,7 @@ impl Read<'_> {
     /// prefix + append_len.
     ///
     /// The message is unsigned: [`seal`] it once the data is in place.
+    #[cfg(not(nfsp_kernel))]
     pub fn encode_forward_prefix(
         &self,
         id: RequestId,
@@ -506,6 +510,7 @@ impl ReadReply<'_> {
     /// Encode a READ_REPLY header announcing `data_len` bytes, without the
     /// data; the caller writes the data at `buf[n..n + data_len]`, then
     /// [`seal`]s the datagram. `instance` is the answering iod's.
+    #[cfg(not(nfsp_kernel))]
     pub fn encode_prefix(
         id: RequestId,
         instance: u64,
@@ -541,6 +546,7 @@ pub struct Chain<'a> {
 
 impl<'a> Chain<'a> {
     /// The next member and the chain it must receive.
+    #[cfg(not(nfsp_kernel))]
     pub fn next(&self) -> Option<(ChainMember, Chain<'a>)> {
         let first = self.members.first()?;
         Some((
@@ -703,10 +709,16 @@ pub struct IodStats {
     pub replays: u64,
     /// Requests refused by the address rules or answered [`Status::Stale`].
     pub refused: u64,
+    /// Size of the file system holding the iod's data, in bytes.
+    pub space_total: u64,
+    /// Its free bytes.
+    pub space_free: u64,
+    /// Its bytes available to the iod (free less the root reserve).
+    pub space_avail: u64,
 }
 
 impl IodStats {
-    fn fields(&self) -> [u64; 11] {
+    fn fields(&self) -> [u64; 14] {
         [
             self.uptime_s,
             self.requests,
@@ -719,6 +731,9 @@ impl IodStats {
             self.bad_auth,
             self.replays,
             self.refused,
+            self.space_total,
+            self.space_free,
+            self.space_avail,
         ]
     }
 }
@@ -1271,6 +1286,9 @@ impl<'a> Message<'a> {
                 bad_auth: r.u64_le()?,
                 replays: r.u64_le()?,
                 refused: r.u64_le()?,
+                space_total: r.u64_le()?,
+                space_free: r.u64_le()?,
+                space_avail: r.u64_le()?,
             }),
             MsgType::List => {
                 let fl = r.u8()?;
@@ -1566,6 +1584,9 @@ mod tests {
                 bad_auth: 9,
                 replays: 10,
                 refused: 11,
+                space_total: 12,
+                space_free: 13,
+                space_avail: 14,
             }),
         );
         m.instance = 77;

@@ -57,6 +57,33 @@ check "iodmgr runs on meta with metrics on $metrics" iodmgr_start
 status_ups() { on meta "$bin/iodmgr" status --state "$state" | tee /dev/stderr | grep -c ' up '; }
 check "iodmgr status lists the four members up" test "$(status_ups)" = 4
 
+# df of the nfsp export shows the iods' space, which iodmgr tells the
+# module from their PONGs: each viod holds as much as its smallest member
+# and the two viods add up, here to twice the VM's /srv, where every iod
+# keeps its data (the meta-server's own tmpfs is half that).
+iod_fs=$(/usr/bin/python3 -c 'import os; s = os.statvfs("/srv"); print(s.f_blocks * s.f_frsize)')
+space_stat() { iodctl stats --json | /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["space_total"])'; }
+near() { # near A B: A within 0.5 % of B
+	[ "${1:-0}" -gt 0 ] && [ $((($1 > $2 ? $1 - $2 : $2 - $1) * 200)) -le "$2" ] ||
+		{ echo "$1 is not $2 (within 0.5 %)" >&2; return 1; }
+}
+wait_space() {
+	local i
+	for ((i = 0; i < 50; i++)); do
+		[ "$(space_stat)" -gt 0 ] && return 0
+		sleep 0.2
+	done
+	return 1
+}
+check "iodmgr tells the module the space of every iod" wait_space
+check "iodctl stats: space_total is twice the iods' file system" near "$(space_stat)" $((2 * iod_fs))
+df_size() { on client1 df -B1 --output=size "$1" | tail -1; }
+check "df of the nfsp export over NFSv3 (FSSTAT): the iods' space" near "$(df_size /mnt/nfsp-tcp)" $((2 * iod_fs))
+check "df of the nfsp export over NFSv4.2 (space attributes): the iods' space" \
+	near "$(df_size /mnt/nfsp-v4)" $((2 * iod_fs))
+check "df of the plain export: the meta-server's space, unchanged" \
+	near "$(df_size /mnt/plain-tcp)" "$(on meta df -B1 --output=size /srv/plain | tail -1)"
+
 scrape() { on client1 curl -sf -H 'Accept: application/openmetrics-text' "http://$metrics/metrics"; }
 # metrics_has LINE...: the scrape has every LINE and ends with '# EOF'.
 metrics_has() {

@@ -617,7 +617,9 @@ fn handle(mut cx: Ctx<'_>, msg: &Message<'_>, sbuf: &mut [u8]) {
     if let Body::Ping = msg.body {
         // Out of the replay table: a PING changes nothing and its PONG is
         // no larger than it, so every authenticated one is answered.
-        let m = Message::new(msg.id, cx.instance, Body::Pong(sh.stats.snapshot()));
+        let mut stats = sh.stats.snapshot();
+        (stats.space_total, stats.space_free, stats.space_avail) = sh.store.space();
+        let m = Message::new(msg.id, cx.instance, Body::Pong(stats));
         send_msg(&cx, &m, src, sbuf);
         return;
     }

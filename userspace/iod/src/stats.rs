@@ -70,6 +70,7 @@ impl Stats {
             bad_auth: self.bad_auth.load(Relaxed),
             replays: self.replays.load(Relaxed),
             refused: self.refused.load(Relaxed),
+            ..IodStats::default()
         }
     }
 
@@ -87,6 +88,9 @@ impl Stats {
             "bad_auth": s.bad_auth,
             "replays": s.replays,
             "refused": s.refused,
+            "space_total": s.space_total,
+            "space_free": s.space_free,
+            "space_avail": s.space_avail,
         })
     }
 }

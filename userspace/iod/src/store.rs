@@ -52,6 +52,24 @@ impl Store {
     }
 
     /// Absolute local path of a key.
+    /// Size, free and available bytes of the file system holding the
+    /// data (zeros if it cannot be read), for PONG: the meta-server adds
+    /// them up for `df`.
+    pub fn space(&self) -> (u64, u64, u64) {
+        match nix::sys::statvfs::statvfs(&self.root) {
+            Ok(s) => {
+                let unit = s.fragment_size().max(1);
+                let bytes = |blocks: u64| blocks.saturating_mul(unit);
+                (
+                    bytes(s.blocks()),
+                    bytes(s.blocks_free()),
+                    bytes(s.blocks_available()),
+                )
+            }
+            Err(_) => (0, 0, 0),
+        }
+    }
+
     pub fn path(&self, key: &FileKey) -> Result<PathBuf, StoreError> {
         let mut b = [0u8; LOCAL_PATH_LEN];
         let rel = key.write_local_path(&mut b).map_err(StoreError::Key)?;

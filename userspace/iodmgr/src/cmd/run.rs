@@ -9,7 +9,9 @@
 //!    members go `down`, returning ones go `up` (the viod's last writer)
 //!    or `resync` with a copy from an up member in a thread of its own
 //!    ([`iodmgr::resync`]), set `up` when the copy is complete;
-//! 4. the snapshot goes to the state file and the metrics endpoint.
+//! 4. the space each iod told in its PONG goes to the module (`space`),
+//!    which adds it up for `df` of the export;
+//! 5. the snapshot goes to the state file and the metrics endpoint.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -25,7 +27,7 @@ use iodmgr::health::{Action, Config, Monitor};
 use iodmgr::resync::{Report, Resync, ResyncError};
 use iodmgr::status::{IodStatus, Snapshot};
 use log::{info, warn};
-use nfsp_proto::{Answer, Command, IodState, ListLine};
+use nfsp_proto::{Answer, Command, IodState, ListLine, Space};
 use unlinkd::client::{Client, SharedKeys};
 use unlinkd::keys::KeyArgs;
 
@@ -98,6 +100,7 @@ struct Daemon {
     rx: Receiver<Done>,
     resync_pause: Duration,
     warned: bool,
+    space_warned: bool,
     keys: SharedKeys,
     max_file_size: u64,
 }
@@ -178,6 +181,7 @@ impl Args {
             rx,
             resync_pause: Duration::from_millis(self.resync_pause_ms),
             warned: false,
+            space_warned: false,
             keys,
             max_file_size: self.max_file_size,
         };
@@ -236,6 +240,31 @@ impl Daemon {
             Err(e) => {
                 warn!("viod {viod}: {addr}: set-state {state}: {e:#}");
                 false
+            }
+        }
+    }
+
+    /// Tells the module the space each answering iod has, which `df` of
+    /// the export adds up. Every round: a member added since starts
+    /// without one.
+    fn report_space(&mut self, pongs: &HashMap<SocketAddr, unlinkd::client::Pong>) {
+        for (addr, p) in pongs {
+            let s = &p.stats;
+            if s.space_total == 0 {
+                continue;
+            }
+            let space = Space {
+                total: s.space_total,
+                free: s.space_free,
+                avail: s.space_avail,
+            };
+            match self.ctl.transact(&Command::Space { addr: *addr, space }) {
+                Ok(_) => self.space_warned = false,
+                Err(e) if !self.space_warned => {
+                    warn!("{addr}: space: {e:#} (df of the export shows the meta-server's)");
+                    self.space_warned = true;
+                }
+                Err(_) => {}
             }
         }
     }
@@ -357,6 +386,7 @@ impl Daemon {
             .round(&list, &pings, Instant::now(), SystemTime::now());
         let instances = pongs.iter().map(|(a, p)| (*a, p.instance)).collect();
         self.monitor.note_instances(&instances);
+        self.report_space(&pongs);
         let mut list = list;
         for a in actions {
             match a {
