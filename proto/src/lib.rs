@@ -120,6 +120,8 @@ pub mod auth;
 pub mod codec;
 pub mod control;
 pub mod crc32c;
+pub mod ds3;
+pub mod dsfh;
 pub mod error;
 pub mod filekey;
 #[cfg(feature = "fuzzing")]

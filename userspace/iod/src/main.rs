@@ -56,6 +56,11 @@ struct Args {
     /// Largest local file length a WRITE or TRUNCATE may produce (bytes).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_FILE_SIZE)]
     max_file_size: u64,
+    /// Serve pNFS clients as a flexfiles data server (NFSv3 over TCP) on
+    /// this address, e.g. 0.0.0.0:2049: the only port clients reach.
+    /// Filehandles are minted by the meta-server for this very address.
+    #[arg(long, value_name = "IP:PORT")]
+    ds_listen: Option<SocketAddr>,
 }
 
 /// `IP`, `IP:PORT` or `[IPv6]:PORT`.
@@ -121,6 +126,7 @@ fn main() -> anyhow::Result<()> {
         meta: args.meta.clone(),
         peers: args.peers.clone(),
         max_file_size: args.max_file_size,
+        ds_listen: args.ds_listen,
     };
     if args.meta.is_empty() {
         warn!("no --meta address: direct READs will be refused");
@@ -128,6 +134,7 @@ fn main() -> anyhow::Result<()> {
     let server = Server::bind(cfg).context("starting iod")?;
     let addr = server.local_addr().context("local address")?;
     let instance = server.instance();
+    let ds_addr = server.ds_addr();
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).context("signal handler")?;
@@ -139,6 +146,9 @@ fn main() -> anyhow::Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
         .context("signal handler")?;
     let handle = server.start(Arc::clone(&stop)).context("starting iod")?;
+    if let Some(ds) = ds_addr {
+        info!("pNFS data server (NFSv3 over TCP) on {ds}");
+    }
     // The line tests and scripts wait for.
     out(format_args!("iod listening on {addr}"));
     info!(

@@ -29,7 +29,7 @@
 //! in the replay table (a retransmission is refused again).
 
 use std::io::{self, ErrorKind};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -51,6 +51,8 @@ use crate::ratelimit::RateLimiter;
 use crate::replay::{Done, Kind, Repeat, ReplayTable, Verdict, MAX_EPOCHS, MAX_REFORWARDS};
 use crate::stats::Stats;
 use crate::store::Store;
+
+mod ds;
 use crate::transparent::TransparentCache;
 
 /// Size of each per-worker buffer.
@@ -120,6 +122,8 @@ pub struct Config {
     pub peers: Vec<SocketAddr>,
     /// Largest local file length WRITE and TRUNCATE may produce.
     pub max_file_size: u64,
+    /// TCP address of the pNFS data server (NFSv3), if any.
+    pub ds_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -136,6 +140,7 @@ impl Config {
             meta: Vec::new(),
             peers: Vec::new(),
             max_file_size: DEFAULT_MAX_FILE_SIZE,
+            ds_listen: None,
         }
     }
 
@@ -152,6 +157,7 @@ impl Config {
 pub struct Server {
     cfg: Config,
     sock: UdpSocket,
+    ds: Option<TcpListener>,
     store: Store,
     stats: Arc<Stats>,
     instance: u64,
@@ -243,9 +249,16 @@ impl Server {
             source,
         })?;
         let instance = nfsp_keys::random_nonzero_u64().map_err(io_step("random instance"))?;
+        let ds = match cfg.ds_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         Ok(Server {
             cfg,
             sock,
+            ds,
             store,
             stats: Arc::new(Stats::default()),
             instance,
@@ -255,6 +268,11 @@ impl Server {
     /// The bound address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.sock.local_addr()
+    }
+
+    /// The data server's bound address, if it has one.
+    pub fn ds_addr(&self) -> Option<SocketAddr> {
+        self.ds.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The instance chosen at start.
@@ -302,6 +320,16 @@ impl Server {
             "iod-list".into(),
             Box::new(move || list_worker(sock, sh, list_rx, st)),
         )?);
+        if let Some(listener) = self.ds {
+            let (sh, st) = (Arc::clone(&shared), Arc::clone(&stop));
+            // The write verifier: the instance at start, changed only by a
+            // restart (not by a rotation of the replay window).
+            let verifier = self.instance.to_be_bytes();
+            threads.push(spawn(
+                "iod-ds".into(),
+                Box::new(move || ds::accept_loop(listener, sh, verifier, st)),
+            )?);
+        }
         let (sh, st) = (Arc::clone(&shared), Arc::clone(&stop));
         threads.push(spawn(
             "iod-housekeeping".into(),
