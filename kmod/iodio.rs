@@ -654,11 +654,25 @@ impl FileIo<'_> {
 
     /// Cuts (or extends with zeros) the file's data to the real size `size`.
     pub(crate) fn truncate(&self, size: u64) -> Result {
+        self.set_local_lengths(size, false)
+    }
+
+    /// The file grew to `size` (a write past its end, or clients' writes
+    /// through layouts): every iod's local file is made at least as long
+    /// as `size` asks of it, none is cut. Then an iod tells the end of the
+    /// file exactly, as a pNFS data server must (a READ there is short,
+    /// with EOF).
+    pub(crate) fn grow(&self, size: u64) -> Result {
+        self.set_local_lengths(size, true)
+    }
+
+    fn set_local_lengths(&self, size: u64, extend_only: bool) -> Result {
         self.broadcast(MsgType::Truncate, |v, chain| {
             let new_len = self.layout.local_len(v, size).map_err(|_| EINVAL)?;
             Ok(Body::Truncate(wire::Truncate {
                 key: self.key,
                 new_len,
+                extend_only,
                 chain,
             }))
         })

@@ -29,6 +29,7 @@ use kernel::{
 
 mod ffi;
 mod iodio;
+mod pnfs;
 mod proto;
 mod unlink;
 mod viod;
@@ -73,6 +74,7 @@ struct Counters {
     commits: Atomic<u64>,
     truncates: Atomic<u64>,
     deletions_queued: Atomic<u64>,
+    layouts: Atomic<u64>,
     failures: Atomic<u64>,
 }
 
@@ -266,13 +268,19 @@ impl ffi::Hooks for Nfsp {
 
     fn write(
         open: &OpenMeta,
-        _file: &MetaFile<'_>,
+        file: &MetaFile<'_>,
         pos: u64,
         from: &mut IovIterSource<'_>,
     ) -> Result<usize> {
         let st = state()?;
         let mut data = KVVec::new();
         let count = from.copy_from_iter_vec(&mut data, GFP_KERNEL)?;
+        // A write past the end leaves a hole: every iod's local file must
+        // reach the new end first (a data server tells the end of the file
+        // from its local length).
+        if pos > file.dentry().size() {
+            with_open(open, |io| io.grow(pos))?;
+        }
         let r = with_open(open, |io| io.write(pos, &data));
         st.count(&st.counters.writes, r)?;
         Ok(count)
@@ -294,7 +302,16 @@ impl ffi::Hooks for Nfsp {
             return Ok(());
         };
         let key = key_of(dentry, &header);
-        let r = with_data(net, key, &header, |io| io.truncate(size));
+        // Growing never cuts: clients writing through layouts may have
+        // data on the iods past the size the meta-file has yet.
+        let grows = size > dentry.size();
+        let r = with_data(net, key, &header, |io| {
+            if grows {
+                io.grow(size)
+            } else {
+                io.truncate(size)
+            }
+        });
         st.count(&st.counters.truncates, r)
     }
 
@@ -351,6 +368,31 @@ impl ffi::Hooks for Nfsp {
             pr_err!("nfsp: cannot queue the deletion of inode {}\n", ino);
         }
         let _ = st.count(&st.counters.deletions_queued, r);
+    }
+
+    fn layout(
+        net: NetRef,
+        dentry: &Dentry<'_>,
+        _iomode: u32,
+        fsid_idx: u64,
+        buf: &mut [u8],
+    ) -> Result<usize> {
+        let st = state()?;
+        // A local file (no header) has no data on the iods.
+        let header = match header_of(dentry) {
+            Err(e) if e == ENODATA => return Err(EOPNOTSUPP),
+            other => other?,
+        };
+        let layout = header.layout().map_err(|_| EIO)?;
+        let r = pnfs::layout(&st.table(net), key_of(dentry, &header), layout, fsid_idx, buf);
+        if r.is_ok() {
+            st.counters.layouts.add(1u64, Relaxed);
+        }
+        r
+    }
+
+    fn device(net: NetRef, device: u32, buf: &mut [u8]) -> Result<usize> {
+        pnfs::device(&state()?.table(net), device, buf)
     }
 
     fn space(net: NetRef) -> Option<Space> {
@@ -435,7 +477,7 @@ fn stats(st: &State, table: &Table, out: &mut AnswerBuf<'_>) {
     let sign_id = keys.and_then(|k| k.signing().map(|k| k.id()));
     let accept_id = keys.and_then(|k| k.accepted().map(|k| k.id()));
     let space = viod::space(table).unwrap_or_default();
-    let lines: [(&str, u64); 16] = [
+    let lines: [(&str, u64); 17] = [
         ("keys_loaded", u64::from(keys.is_some())),
         ("key_sign_id", u64::from(sign_id.unwrap_or(0))),
         ("key_accept_id", u64::from(accept_id.unwrap_or(0))),
@@ -447,6 +489,7 @@ fn stats(st: &State, table: &Table, out: &mut AnswerBuf<'_>) {
         ("truncates", c.truncates.load(Relaxed)),
         ("deletions_queued", c.deletions_queued.load(Relaxed)),
         ("deletions_pending", pending),
+        ("layouts", c.layouts.load(Relaxed)),
         ("deletions_pending_bytes", pending_bytes),
         ("failures", c.failures.load(Relaxed)),
         ("space_total", space.total),
@@ -486,6 +529,7 @@ impl kernel::InPlaceModule for NfspKnfsd {
                     commits: Atomic::new(0),
                     truncates: Atomic::new(0),
                     deletions_queued: Atomic::new(0),
+                    layouts: Atomic::new(0),
                     failures: Atomic::new(0),
                 },
             }),

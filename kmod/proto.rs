@@ -18,8 +18,12 @@ pub(crate) mod codec;
 pub(crate) mod control;
 #[path = "../proto/src/crc32c.rs"]
 pub(crate) mod crc32c;
+#[path = "../proto/src/dsfh.rs"]
+pub(crate) mod dsfh;
 #[path = "../proto/src/error.rs"]
 pub(crate) mod error;
+#[path = "../proto/src/ffl.rs"]
+pub(crate) mod ffl;
 #[path = "../proto/src/filekey.rs"]
 pub(crate) mod filekey;
 #[path = "../proto/src/metafile.rs"]

@@ -31,6 +31,9 @@ use crate::proto::{
 /// One iod: where it is, its state and its counters.
 pub(crate) struct Iod {
     pub(crate) addr: SocketAddr,
+    /// Its pNFS device number (unique in the module; its data server is
+    /// at `addr` over TCP).
+    pub(crate) device: u32,
     /// Our own address as the iod sees it (replies and acks come back here).
     pub(crate) origin_ip: IpAddr,
     state: Atomic<u32>,
@@ -140,6 +143,11 @@ impl Iod {
     fn space(&self) -> Option<Space> {
         let [total, free, avail] = self.space.each_ref().map(|a| a.load(Relaxed));
         (total != 0).then_some(Space { total, free, avail })
+    }
+
+    /// Whether clients may do I/O to it directly (pNFS): up and answering.
+    pub(crate) fn serves_layouts(&self) -> bool {
+        self.state() == IodState::Up && !self.silent()
     }
 
     /// Whether the iod receives writes (up, or re-syncing).
@@ -362,12 +370,16 @@ fn oom(_: impl Into<Error>) -> Error {
     ENOMEM
 }
 
+/// The last pNFS device number given to an iod.
+static LAST_DEVICE: Atomic<u32> = Atomic::new(0);
+
 fn new_iod(net: &NetRef, addr: SocketAddr) -> Result<Arc<Iod>> {
     let origin_ip = UdpSocket::source_for(net, &addr)
         .map_err(|_| EHOSTUNREACH)?;
     Arc::new(
         Iod {
             addr,
+            device: LAST_DEVICE.fetch_add(1u32, Relaxed).wrapping_add(1),
             origin_ip,
             state: Atomic::new(state_to_u32(IodState::Up)),
             requests: Atomic::new(0),
@@ -522,6 +534,14 @@ pub(crate) fn space(t: &Table) -> Option<Space> {
         sum = Some(sum.map_or(viod, |s| s.plus(viod)));
     }
     sum
+}
+
+/// The iod whose pNFS device number is `device`.
+pub(crate) fn by_device(t: &Table, device: u32) -> Option<&Arc<Iod>> {
+    t.viods
+        .iter()
+        .flat_map(|v| v.members.iter())
+        .find(|m| m.device == device)
 }
 
 /// Writes the `list` answer.

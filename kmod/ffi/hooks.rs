@@ -80,6 +80,14 @@ pub(crate) trait Hooks {
     /// The space of the data of `net`'s nfsp exports; `None` keeps the
     /// meta-server's.
     fn space(net: NetRef) -> Option<Space>;
+    /// The `ff_layout4` of a pNFS flexfiles layout of the whole file,
+    /// naming devices of `fsid_idx`, encoded into `buf`; its length.
+    /// `EAGAIN`: the client asks again later; other errors: it does its
+    /// I/O through nfsd.
+    fn layout(net: NetRef, dentry: &Dentry<'_>, iomode: u32, fsid_idx: u64, buf: &mut [u8]) -> Result<usize>;
+    /// The `ff_device_addr4` of `device`, encoded into `buf`; its length
+    /// (`ENOENT`: no such device any more).
+    fn device(net: NetRef, device: u32, buf: &mut [u8]) -> Result<usize>;
     /// A control command was written to `/proc/fs/nfsd/nfsp` of `net`.
     /// `buf[..len]` is the command; the answer replaces it.
     fn control(net: NetRef, buf: &mut [u8], len: usize) -> Result<usize>;
@@ -205,6 +213,35 @@ impl<T: Hooks> Trampolines<T> {
         T::unlink_finish(cookie as usize, done);
     }
 
+    unsafe extern "C" fn layoutget(
+        net: *mut bindings::net,
+        dentry: *mut bindings::dentry,
+        iomode: u32,
+        fsid_idx: u64,
+        buf: *mut c_void,
+        size: usize,
+    ) -> isize {
+        let d = Dentry {
+            dentry,
+            _borrow: PhantomData,
+        };
+        // SAFETY: nfsd passes a buffer of `size` writable bytes, ours
+        // during the call.
+        let buf = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), size) };
+        to_ssize(T::layout(NetRef(net), &d, iomode, fsid_idx, buf))
+    }
+
+    unsafe extern "C" fn getdeviceinfo(
+        net: *mut bindings::net,
+        device: u32,
+        buf: *mut c_void,
+        size: usize,
+    ) -> isize {
+        // SAFETY: as in `layoutget`.
+        let buf = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), size) };
+        to_ssize(T::device(NetRef(net), device, buf))
+    }
+
     unsafe extern "C" fn control(
         net: *mut bindings::net,
         buf: *mut kernel::ffi::c_char,
@@ -229,6 +266,8 @@ impl<T: Hooks> Trampolines<T> {
         unlink_prepare: Some(Self::unlink_prepare),
         unlink_finish: Some(Self::unlink_finish),
         statfs: Some(Self::statfs),
+        layoutget: Some(Self::layoutget),
+        getdeviceinfo: Some(Self::getdeviceinfo),
         control: Some(Self::control),
     };
 }

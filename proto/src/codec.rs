@@ -151,9 +151,7 @@ impl<'a> Writer<'a> {
     wr!(u16_le, u16, to_le_bytes);
     wr!(u32_le, u32, to_le_bytes);
     wr!(u64_le, u64, to_le_bytes);
-    #[cfg(not(nfsp_kernel))]
     wr!(u32_be, u32, to_be_bytes);
-    #[cfg(not(nfsp_kernel))]
     wr!(u64_be, u64, to_be_bytes);
 }
 

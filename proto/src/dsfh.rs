@@ -30,8 +30,12 @@
 //! | 4 | epoch (u32 LE) |
 //! | 16 | tag: BLAKE2s-128 under the key, over the handle with the tag as zeros, then the iod's address as [`wire::put_addr`] encodes it |
 
-use super::auth::{tags_equal, Key, Keys, TAG_LEN};
-use super::codec::{Reader, Writer};
+use super::auth::{Key, TAG_LEN};
+#[cfg(not(nfsp_kernel))]
+use super::auth::{tags_equal, Keys};
+#[cfg(not(nfsp_kernel))]
+use super::codec::Reader;
+use super::codec::Writer;
 use super::error::{ProtoError, Result};
 use super::filekey::{FileKey, FILE_KEY_LEN};
 use super::stripe::StripeLayout;
@@ -71,6 +75,7 @@ pub struct DsHandle {
 
 /// Why a handle is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg(not(nfsp_kernel))]
 pub enum Refusal {
     /// Not one of ours: wrong length, magic or version, unknown key,
     /// wrong tag, invalid fields (NFS3ERR_BADHANDLE).
@@ -117,6 +122,7 @@ impl DsHandle {
     /// Decodes `fh`, sent to the data server at `server`, and checks its
     /// tag against `keys` (the insecure mode accepts no handle: a
     /// capability needs a key).
+    #[cfg(not(nfsp_kernel))]
     pub fn open(fh: &[u8], keys: &Keys, server: &SocketAddr) -> core::result::Result<DsHandle, Refusal> {
         let Ok(whole) = <&[u8; DS_FH_LEN]>::try_from(fh) else {
             return Err(Refusal::Forged);
@@ -162,6 +168,7 @@ impl DsHandle {
     }
 
     /// Whether an iod that holds `current` as the file's epoch serves it.
+    #[cfg(not(nfsp_kernel))]
     pub fn check_epoch(&self, current: u32) -> core::result::Result<(), Refusal> {
         if self.epoch < current {
             Err(Refusal::Fenced)
@@ -173,6 +180,7 @@ impl DsHandle {
     /// The local offset of `[offset, offset + len)`, a client's READ or
     /// WRITE: it must lie in one block, of this handle's viod (a flexfiles
     /// client never sends an RPC across a stripe unit).
+    #[cfg(not(nfsp_kernel))]
     pub fn local_offset(&self, offset: u64, len: u64) -> Result<u64> {
         let mut pieces = self.layout.pieces(offset, len.max(1))?;
         let p = pieces.next().ok_or(ProtoError::InvalidField("range"))?;

@@ -490,7 +490,7 @@ fn check_restamped(old: &Message<'_>, new: &Message<'_>, id: RequestId, instance
             chain_ok(a.chain, b.chain);
         }
         (Body::Truncate(a), Body::Truncate(b)) => {
-            assert_eq!((a.key, a.new_len), (b.key, b.new_len));
+            assert_eq!((a.key, a.new_len, a.extend_only), (b.key, b.new_len, b.extend_only));
             chain_ok(a.chain, b.chain);
         }
         (a, b) => assert_eq!(a, b),
@@ -686,6 +686,7 @@ fn wire_seed_messages(f: &mut dyn FnMut(&str, &Message<'_>)) {
             Body::Truncate(Truncate {
                 key,
                 new_len: 200_000,
+                extend_only: false,
                 chain: chain(List::Items(&[])),
             }),
         ),

@@ -72,7 +72,7 @@
 //! | READ_REPLY (2) | status u8, 0 × 3, data len u32, data |
 //! | WRITE (3) | key, local offset u64, chain, data len u32, data |
 //! | COMMIT (4) | key, chain |
-//! | TRUNCATE (5) | key, new local length u64, chain |
+//! | TRUNCATE (5) | key, new local length u64, flags u8 (bit 0: extend only, never cut), 0 × 3, chain |
 //! | UNLINK (6) | count u16 (<= 256), 0u16, keys |
 //! | ACK (7) | acked type u8, status u8 (9 = stale instance, 10 = refused by address rules), 0u16, value u64 (bytes written / new length / files removed) |
 //! | PING (8) | 128 zero bytes (longer than a PONG body: no amplification) |
@@ -123,6 +123,7 @@ pub mod crc32c;
 pub mod ds3;
 pub mod dsfh;
 pub mod error;
+pub mod ffl;
 pub mod filekey;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;

@@ -611,6 +611,9 @@ pub struct Truncate<'a> {
     pub key: FileKey,
     /// New local length (see `StripeLayout::local_len`).
     pub new_len: u64,
+    /// Only make a shorter local file that long, never cut a longer one
+    /// (a file grew: every iod's local length must follow its size).
+    pub extend_only: bool,
     /// Replica chain.
     pub chain: Chain<'a>,
 }
@@ -1108,6 +1111,8 @@ impl<'a> Message<'a> {
             Body::Truncate(t) => {
                 w.put(&t.key.to_bytes())?;
                 w.u64_le(t.new_len)?;
+                w.u8(u8::from(t.extend_only))?;
+                w.zeros(3)?;
                 t.chain.encode(&mut w)?;
             }
             Body::Unlink(u) => {
@@ -1238,9 +1243,18 @@ impl<'a> Message<'a> {
             MsgType::Truncate => {
                 let key = get_key(&mut r)?;
                 let new_len = r.u64_le()?;
+                let extend_only = match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(ProtoError::InvalidField("truncate flags")),
+                };
+                if r.bytes(3)?.iter().any(|b| *b != 0) {
+                    return Err(ProtoError::InvalidField("reserved"));
+                }
                 Body::Truncate(Truncate {
                     key,
                     new_len,
+                    extend_only,
                     chain: Chain::decode(&mut r)?,
                 })
             }
@@ -1554,6 +1568,7 @@ mod tests {
             Body::Truncate(Truncate {
                 key: KEY,
                 new_len: 77,
+                extend_only: true,
                 chain,
             }),
         ));

@@ -265,7 +265,7 @@ proptest! {
             Body::Read(wire::Read { key: k, local_offset: off, len: 100, routes: List::Items(&hops), reply, gathered: &data }),
             Body::Write(wire::Write { key: k, local_offset: off, chain, data: &data }),
             Body::Commit(wire::Commit { key: k, chain }),
-            Body::Truncate(wire::Truncate { key: k, new_len: off, chain }),
+            Body::Truncate(wire::Truncate { key: k, new_len: off, extend_only: off % 2 == 0, chain }),
             Body::Unlink(wire::Unlink { keys: List::Items(&keys) }),
             Body::ReadReply(wire::ReadReply { status: wire::Status::Busy, data: &data }),
         ];

@@ -133,7 +133,8 @@ nfsp_iod_start() {
 	nfsp_key || return 1
 	: > "$log"
 	# shellcheck disable=SC2046 # one word per flag and value
-	on "iod$n" "${top:?}/target/release/iod" --listen "$addr:7000" --data "/srv/iod$n" \
+	on "iod$n" "${top:?}/target/release/iod" --listen "$addr:7000" --ds-listen "$addr:7000" \
+		--data "/srv/iod$n" \
 		$(nfsp_iod_rules) >> "$log" 2>&1 < /dev/null &
 	pid=$!
 	echo "$pid" > "/run/nfsp/iod$n.pid"

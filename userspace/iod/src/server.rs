@@ -752,7 +752,11 @@ fn handle(mut cx: Ctx<'_>, msg: &Message<'_>, sbuf: &mut [u8]) {
             if t.new_len > sh.max_file_size {
                 too_big(&cx, msg.id, op, t.new_len, answer_to, sbuf)
             } else {
-                let res = sh.store.truncate(&t.key, t.new_len);
+                let res = if t.extend_only {
+                    sh.store.extend(&t.key, t.new_len)
+                } else {
+                    sh.store.truncate(&t.key, t.new_len)
+                };
                 let fwd = |chain| Body::Truncate(Truncate { chain, ..*t });
                 chain_step(&cx, msg, res, t.new_len, &t.chain, fwd, sbuf)
             }

@@ -155,6 +155,27 @@ impl Store {
         f.set_len(len).map_err(|e| io_err("truncate", &p, e))
     }
 
+    /// The local file's length (0 if it does not exist).
+    pub fn len(&self, key: &FileKey) -> Result<u64, StoreError> {
+        let p = self.path(key)?;
+        match fs::metadata(&p) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(io_err("stat", &p, e)),
+        }
+    }
+
+    /// Make the local file at least `len` long (a shorter one grows with
+    /// a hole; a longer one stays).
+    pub fn extend(&self, key: &FileKey, len: u64) -> Result<(), StoreError> {
+        let (f, p) = self.open_rw(key)?;
+        let cur = f.metadata().map_err(|e| io_err("stat", &p, e))?.len();
+        if cur < len {
+            f.set_len(len).map_err(|e| io_err("truncate", &p, e))?;
+        }
+        Ok(())
+    }
+
     /// Remove the local file; returns whether it existed. Empty hashed
     /// sub-directories are removed too (best effort).
     pub fn unlink(&self, key: &FileKey) -> Result<bool, StoreError> {

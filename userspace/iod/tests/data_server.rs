@@ -138,13 +138,18 @@ fn serves_striped_reads_and_writes() {
     assert_eq!(&bytes[10..15], b"hello");
     assert_eq!(&bytes[B as usize..], &block5[..]);
 
-    // READ back; a hole (block 8, past the local file) reads as zeros.
+    // READ back; the hole in block 2 reads as zeros; the local file's end
+    // is the file's end: a short READ there, with EOF.
     let r = c.nfs(6, &read_args(&fh, 5 * B + 100, 1000));
-    assert_eq!((word(&r, 0), word(&r, 2), word(&r, 4)), (0, 1000, 1000));
+    assert_eq!((word(&r, 0), word(&r, 2), word(&r, 3), word(&r, 4)), (0, 1000, 0, 1000));
     assert_eq!(&r[20..1020], &block5[100..1100]);
-    let r = c.nfs(6, &read_args(&fh, 8 * B, 4096));
+    let r = c.nfs(6, &read_args(&fh, 2 * B + 1000, 4096));
     assert_eq!(word(&r, 0), 0);
     assert!(r[20..20 + 4096].iter().all(|b| *b == 0), "a hole is zeros");
+    let r = c.nfs(6, &read_args(&fh, 6 * B - 100, 100));
+    assert_eq!((word(&r, 2), word(&r, 3)), (100, 1), "to the end, EOF");
+    let r = c.nfs(6, &read_args(&fh, 8 * B, 4096));
+    assert_eq!((word(&r, 0), word(&r, 2), word(&r, 3)), (0, 0, 1), "past the end");
 
     // Not this viod's block, or across a block: NFS3ERR_INVAL.
     let r = c.nfs(6, &read_args(&fh, 0, 10));

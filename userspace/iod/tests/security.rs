@@ -134,6 +134,7 @@ fn every_type(
         Body::Truncate(wire::Truncate {
             key: K,
             new_len: 1 << 30,
+            extend_only: false,
             chain,
         }),
         Body::Unlink(Unlink {
@@ -458,6 +459,7 @@ fn rule2_instance_and_restart() {
         Body::Truncate(wire::Truncate {
             key: K,
             new_len: 5,
+            extend_only: false,
             chain: Chain {
                 origin: meta.addr,
                 members: List::Items(&[]),
@@ -977,6 +979,7 @@ fn rule5_max_file_size() {
             Body::Truncate(wire::Truncate {
                 key: K,
                 new_len,
+                extend_only: false,
                 chain: Chain {
                     origin: meta.addr,
                     members: List::Items(&[]),

@@ -634,6 +634,7 @@ impl Client {
         let body = Body::Truncate(Truncate {
             key,
             new_len: len,
+            extend_only: false,
             chain,
         });
         self.call(to, body, |b| ack(to, MsgType::Truncate, b).map(|_| ()))

@@ -7,8 +7,9 @@
 //! key, for this iod's data-server address; a forged one is answered
 //! NFS3ERR_BADHANDLE and counted as refused. Clients send file offsets
 //! (sparse mapping); the handle's layout maps them to the dense local file.
-//! Holes and what lies past the local file read as zeros: a data server
-//! does not know the file's size, the client does (from the meta-server).
+//! Holes read as zeros; a READ at the end of the local file is short, with
+//! EOF: the module keeps every local length at what the file's size asks
+//! of it (`local_len`), so a local end is the file's end.
 //! The write verifier is the iod's instance at start: it changes when the
 //! iod restarts, so clients send unstable writes again.
 
@@ -235,12 +236,18 @@ fn read(
 ) -> Result<(), Nfsstat3> {
     let count = count.min(ds3::MAX_IO);
     let (h, local) = open_handle(sh, server, fh, offset, u64::from(count))?;
-    let n = count as usize;
+    // The local file ends where the file does (the module keeps every
+    // local length at what the file's size asks of it): a READ there is
+    // short, with EOF, as O_DIRECT readers need; holes before are zeros.
+    let len = sh.store.len(&h.key).map_err(|e| store_status(sh, &e))?;
+    let n = len.saturating_sub(local).min(u64::from(count)) as usize;
+    let eof = local + n as u64 >= len;
     let mut data = vec![0u8; n];
     sh.store.read(&h.key, local, &mut data).map_err(|e| store_status(sh, &e))?;
-    Stats::add(&sh.stats.bytes_read, count as u64);
+    Stats::add(&sh.stats.bytes_read, n as u64);
+    let count = n as u32;
     let fill = |w: &mut Writer<'_>| -> nfsp_proto::Result<()> {
-        ds3::encode_read_ok(w, count, false)?;
+        ds3::encode_read_ok(w, count, eof)?;
         w.put(&data)?;
         w.zeros(ds3::pad_len(n))
     };

@@ -500,6 +500,7 @@ impl Meta {
                     Body::Truncate(wire::Truncate {
                         key: self.key,
                         new_len,
+                        extend_only: false,
                         chain,
                     }),
                 )

@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! pNFS flexfiles layouts of nfsp files (RFC 8435): clients read and write
+//! the iods directly, striped, over NFSv3/TCP.
+//!
+//! A layout covers the whole file: stripe unit = the file's block size,
+//! the data servers of a mirror = the file's viods in stripe order (block
+//! `n` on stripe position `n % W`, the very map of `proto::stripe`), the
+//! mirrors = the viods' members (a client writes every mirror, reads one).
+//! Each data server gets a filehandle ([`DsHandle`]) naming the file, its
+//! layout and that server's viod, tagged with the cluster key for that
+//! iod's address. Layouts are only handed out while every member of the
+//! file's viods is up and answering: a member that is down or re-syncing
+//! must get every write, which only I/O through the meta-server ensures.
+
+use kernel::prelude::*;
+
+use crate::proto::{
+    dsfh::{DsHandle, DS_FH_LEN},
+    ffl::{self, DataServer},
+    filekey::FileKey,
+    stripe::StripeLayout,
+};
+use crate::viod::{self, Table};
+
+/// The data servers' `rsize` and `wsize` (a client's RPCs are bounded by
+/// the stripe unit as well).
+const DS_IO_SIZE: u32 = 1 << 20;
+
+/// Encodes the layout of the file `key` with `layout` into `buf`.
+/// `EAGAIN` while there are no keys, `EOPNOTSUPP` while a member of one of
+/// its viods cannot serve clients (they use the meta-server meanwhile).
+pub(crate) fn layout(
+    table: &Table,
+    key: FileKey,
+    layout: StripeLayout,
+    fsid_idx: u64,
+    buf: &mut [u8],
+) -> Result<usize> {
+    let sign = table.keys.and_then(|k| k.signing().copied()).ok_or(EAGAIN)?;
+    let width = layout.width;
+    let viod_at = |j: u32| (layout.first_viod + j) % width;
+    let mut mirrors = u32::MAX;
+    for j in 0..width {
+        let v = table.viod(viod_at(j)).ok_or(EOPNOTSUPP)?;
+        if v.members.is_empty() || !v.members.iter().all(|m| m.serves_layouts()) {
+            return Err(EOPNOTSUPP);
+        }
+        mirrors = mirrors.min(u32::try_from(v.members.len()).map_err(|_| EINVAL)?);
+    }
+    let stripe_unit = u64::from(layout.block_size);
+    ffl::encode_layout(buf, fsid_idx, stripe_unit, mirrors, width, |m, j| {
+        let viod = viod_at(j);
+        let member = table
+            .viod(viod)
+            .and_then(|v| v.members.get(m as usize))
+            .ok_or(crate::proto::error::ProtoError::InvalidField("member"))?;
+        let handle = DsHandle {
+            key,
+            layout,
+            viod,
+            epoch: 0,
+        };
+        let mut fh = [0u8; DS_FH_LEN];
+        handle.seal(&sign, &member.addr, &mut fh)?;
+        Ok(DataServer {
+            device: member.device,
+            fh,
+        })
+    })
+    .map_err(|_| E2BIG)
+}
+
+/// Encodes the address of the data server `device` into `buf`.
+pub(crate) fn device(table: &Table, device: u32, buf: &mut [u8]) -> Result<usize> {
+    let iod = viod::by_device(table, device).ok_or(ENOENT)?;
+    ffl::encode_device(buf, &iod.addr, DS_IO_SIZE, DS_IO_SIZE).map_err(|_| E2BIG)
+}

@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: GPL-2.0
+//! pNFS flexfiles layout bodies (RFC 8435) that the module hands nfsd: the
+//! `ff_layout4` of a LAYOUTGET and the `ff_device_addr4` of a GETDEVICEINFO
+//! (XDR, big-endian; nfsd adds the opaque's length).
+//!
+//! A layout names its data servers by device id: nfsd's `{fsid_idx,
+//! generation}` (host byte order, as `svcxdr_encode_deviceid4` writes it),
+//! whose generation is the module's number of an iod.
+
+use core::fmt::Write as _;
+use core::net::SocketAddr;
+
+use super::codec::Writer;
+use super::dsfh::DS_FH_LEN;
+use super::error::{ProtoError, Result};
+
+/// `ffds_user` / `ffds_group` of every data server: the data servers check
+/// filehandles, not credentials (numeric strings, as clients require).
+const FF_ID: &[u8] = b"0";
+/// NFSv3 for the data servers.
+const DS_VERSION: u32 = 3;
+
+fn opaque(w: &mut Writer<'_>, b: &[u8]) -> Result<()> {
+    let len = u32::try_from(b.len()).map_err(|_| ProtoError::Overflow)?;
+    w.u32_be(len)?;
+    w.put(b)?;
+    w.zeros((4 - b.len() % 4) % 4)
+}
+
+/// One data server of a layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataServer {
+    /// Its device number (the generation of its device id).
+    pub device: u32,
+    /// Its filehandle for the file ([`super::dsfh::DsHandle::seal`]).
+    pub fh: [u8; DS_FH_LEN],
+}
+
+/// Encodes an `ff_layout4` into `buf`: `mirrors` mirrors of `width` data
+/// servers each, `ds(mirror, index)` the data server at `index` in the
+/// stripe of `mirror` (read first from mirror 0: the most efficient).
+/// Returns the length written.
+pub fn encode_layout(
+    buf: &mut [u8],
+    fsid_idx: u64,
+    stripe_unit: u64,
+    mirrors: u32,
+    width: u32,
+    mut ds: impl FnMut(u32, u32) -> Result<DataServer>,
+) -> Result<usize> {
+    if mirrors == 0 || width == 0 {
+        return Err(ProtoError::InvalidField("empty layout"));
+    }
+    let mut w = Writer::new(buf);
+    w.u64_be(stripe_unit)?;
+    w.u32_be(mirrors)?;
+    for m in 0..mirrors {
+        w.u32_be(width)?;
+        for j in 0..width {
+            let d = ds(m, j)?;
+            // deviceid4
+            w.put(&fsid_idx.to_ne_bytes())?;
+            w.put(&d.device.to_ne_bytes())?;
+            w.u32_be(0)?;
+            // ffds_efficiency
+            w.u32_be(mirrors - m)?;
+            // ffds_stateid: anonymous
+            w.zeros(16)?;
+            // ffds_fh_vers<>: one filehandle
+            w.u32_be(1)?;
+            opaque(&mut w, &d.fh)?;
+            opaque(&mut w, FF_ID)?;
+            opaque(&mut w, FF_ID)?;
+        }
+    }
+    // ffl_flags: I/O through the meta-server allowed, LAYOUTCOMMIT wanted.
+    w.u32_be(0)?;
+    // ffl_stats_collect_hint
+    w.u32_be(0)?;
+    Ok(w.position())
+}
+
+/// A universal address (RFC 5665): `h1.h2.h3.h4.p1.p2` or `IPv6.p1.p2`.
+struct Uaddr {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl core::fmt::Write for Uaddr {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let end = self.len.checked_add(s.len()).ok_or(core::fmt::Error)?;
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(core::fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// Encodes the `ff_device_addr4` of a data server at `addr` (TCP), NFSv3
+/// with `rsize`/`wsize`, into `buf`; returns the length written.
+pub fn encode_device(buf: &mut [u8], addr: &SocketAddr, rsize: u32, wsize: u32) -> Result<usize> {
+    let mut u = Uaddr { buf: [0; 64], len: 0 };
+    let p = addr.port();
+    write!(u, "{}.{}.{}", addr.ip(), p >> 8, p & 0xff).map_err(|_| ProtoError::Overflow)?;
+    let netid: &[u8] = if addr.is_ipv4() { b"tcp" } else { b"tcp6" };
+    let mut w = Writer::new(buf);
+    // ffda_netaddrs: one
+    w.u32_be(1)?;
+    opaque(&mut w, netid)?;
+    opaque(&mut w, u.buf.get(..u.len).ok_or(ProtoError::Overflow)?)?;
+    // ffda_versions: one
+    w.u32_be(1)?;
+    w.u32_be(DS_VERSION)?;
+    w.u32_be(0)?;
+    w.u32_be(rsize)?;
+    w.u32_be(wsize)?;
+    // ffdv_tightly_coupled: no (AUTH_SYS with ffds_user/ffds_group)
+    w.u32_be(0)?;
+    Ok(w.position())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn be(b: &[u8], i: usize) -> u32 {
+        u32::from_be_bytes(b[i..i + 4].try_into().unwrap())
+    }
+
+    #[test]
+    fn layout_of_two_mirrors_of_three() {
+        let mut buf = [0u8; 4096];
+        let n = encode_layout(&mut buf, 7, 65536, 2, 3, |m, j| {
+            Ok(DataServer { device: 10 * m + j, fh: [j as u8; DS_FH_LEN] })
+        })
+        .unwrap();
+        // stripe unit, mirror count, then per mirror a count and 3 entries
+        // of 16 + 4 + 16 + 4 + 68 + 8 + 8 bytes, then flags and hint.
+        let entry = 16 + 4 + 16 + 4 + 4 + DS_FH_LEN + 8 + 8;
+        assert_eq!(n, 8 + 4 + 2 * (4 + 3 * entry) + 8);
+        assert_eq!(u64::from_be_bytes(buf[..8].try_into().unwrap()), 65536);
+        assert_eq!(be(&buf, 8), 2);
+        assert_eq!(be(&buf, 12), 3);
+        let second = 16 + 3 * entry; // mirror 1's count
+        assert_eq!(be(&buf, second), 3);
+        let dev = &buf[second + 4..second + 20];
+        assert_eq!(&dev[..8], &7u64.to_ne_bytes());
+        assert_eq!(&dev[8..12], &10u32.to_ne_bytes(), "mirror 1, index 0");
+        assert_eq!(be(&buf, second + 20), 1, "mirror 1 is less efficient");
+        assert_eq!(be(&buf, n - 8), 0, "flags");
+        assert!(encode_layout(&mut buf, 7, 65536, 0, 3, |_, _| unreachable!()).is_err());
+        assert!(encode_layout(&mut buf[..100], 7, 65536, 2, 3, |m, j| {
+            Ok(DataServer { device: m + j, fh: [0; DS_FH_LEN] })
+        })
+        .is_err());
+    }
+
+    #[test]
+    fn devices() {
+        let mut buf = [0u8; 256];
+        let n = encode_device(&mut buf, &"10.0.0.3:7000".parse().unwrap(), 1 << 20, 1 << 20).unwrap();
+        assert_eq!(be(&buf, 0), 1);
+        assert_eq!(be(&buf, 4), 3);
+        assert_eq!(&buf[8..11], b"tcp");
+        let ulen = be(&buf, 12) as usize;
+        assert_eq!(&buf[16..16 + ulen], b"10.0.0.3.27.88");
+        let v = 16 + ulen.div_ceil(4) * 4;
+        assert_eq!([be(&buf, v), be(&buf, v + 4), be(&buf, v + 8)], [1, 3, 0]);
+        assert_eq!(n, v + 24);
+        let n6 = encode_device(&mut buf, &"[fe80::1]:2049".parse().unwrap(), 4096, 4096).unwrap();
+        assert_eq!(&buf[8..12], b"tcp6");
+        assert!(n6 > 0);
+        assert_eq!(&buf[16..16 + be(&buf, 12) as usize], b"fe80::1.8.1");
+    }
+}

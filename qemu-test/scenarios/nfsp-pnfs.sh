@@ -1,0 +1,140 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# pNFS flexfiles on an nfsp export ('nfsp,pnfs'): NFSv4.2 clients get a
+# whole-file layout striped over the iods (stripe unit = block size, one
+# data server per viod) and read and write the iods directly over
+# NFSv3/TCP. Checked: the bytes are exact; the client's mountstats show
+# LAYOUTGET and next to no READ or WRITE to the meta-server; the
+# meta-server's interface carries only a few per cent of the bytes, each
+# iod about 1/N of them (per-interface counters).
+SCENARIO=nfsp-pnfs
+here=$(dirname "$0")
+. "$here/../lib/testlib.sh"
+. "$here/../lib/cluster.sh"
+top=$(cd "$here/../.." && pwd)
+nfsp_scenario_start
+bin=$top/target/release
+mnt=/mnt/nfsp-pnfs
+
+pnfs_export() {
+	mkdir -p /srv/nfsp-pnfs
+	mount -t tmpfs -o mode=0755 nfsp-pnfs /srv/nfsp-pnfs || return 1
+	echo "/srv/nfsp-pnfs *(rw,no_root_squash,no_subtree_check,insecure,fsid=3,nfsp,pnfs)" >> /etc/exports
+	on meta "$NFS_UTILS/sbin/exportfs" -ra || return 1
+	nfs_mount client1 vers=4.2 /nfsp-pnfs "$mnt"
+}
+check "an nfsp export with pnfs is mounted over NFSv4.2" pnfs_export
+
+# eth0 bytes (received + sent) of a host.
+if_bytes() { on "$1" awk '$1 == "eth0:" { print $2 + $10 }' /proc/net/dev; }
+all_bytes() {
+	local h
+	for h in meta $(seq -f iod%g 1 "$IODS"); do printf '%s ' "$(if_bytes "$h")"; done
+}
+# mountstats counter of an operation on the pNFS mount: its call count.
+op_count() {
+	on client1 awk -v m="$mnt" -v op="$1:" '
+		$1 == "device" { here = ($5 == m) }
+		here && $1 == op { print $2; exit }' /proc/self/mountstats
+}
+
+size=$((32 * 1024 * 1024))
+random_file /tmp/pnfs-src "$size"
+before=($(all_bytes))
+w0=$(op_count WRITE)
+check "a 32 MiB file is written through layouts" \
+	on client1 dd if=/tmp/pnfs-src of="$mnt/big" bs=1M conv=fsync status=none
+mid=($(all_bytes))
+check "the file has its size on the meta-server" test "$(stat -c %s /srv/nfsp-pnfs/big)" = "$size"
+# Read it back without the client's cache (a fresh mount).
+on client1 umount "$mnt"
+nfs_mount client1 vers=4.2 /nfsp-pnfs "$mnt"
+r0=$(op_count READ)
+check "it reads back byte-exact through layouts" on client1 cmp /tmp/pnfs-src "$mnt/big"
+after=($(all_bytes))
+check "the client got layouts (LAYOUTGET in mountstats)" test "$(op_count LAYOUTGET)" -gt 0
+check "the client asked for the data servers (GETDEVICEINFO)" test "$(op_count GETDEVICEINFO)" -gt 0
+for op in READ WRITE COMMIT LAYOUTGET GETDEVICEINFO LAYOUTCOMMIT LAYOUTRETURN; do
+	printf '%s ' "$op $(op_count "$op")"
+done
+echo "(calls to the meta-server)"
+# The data servers' READs count in the mount's statistics too, each at
+# most one stripe unit (64 KiB): the interface counters below tell where
+# the bytes went.
+check "the reads were cut at the stripe unit (64 KiB)" \
+	test "$(($(op_count READ) - r0))" -ge $((size / 65536))
+share() { # share HOST_INDEX FROM TO: bytes through that host's eth0, per cent of the file
+	local i=$1
+	eval "local a=\${$2[$i]} b=\${$3[$i]}"
+	echo $(((b - a) * 100 / size))
+}
+meta_w=$(share 0 before mid) meta_r=$(share 0 mid after)
+echo "meta-server's interface: ${meta_w} % of the bytes written, ${meta_r} % of the bytes read"
+for ((i = 1; i <= IODS; i++)); do
+	echo "iod$i's interface: $(share "$i" before mid) % written, $(share "$i" mid after) % read"
+done
+check "the meta-server carried < 5 % of the bytes written" test "$meta_w" -lt 5
+check "the meta-server carried < 5 % of the bytes read" test "$meta_r" -lt 5
+even() { # every iod carried about 1/N of the bytes
+	local i lo=$((100 / IODS / 2)) hi=$((100 * 2 / IODS))
+	for ((i = 1; i <= IODS; i++)); do
+		for span in "before mid" "mid after"; do
+			# shellcheck disable=SC2086 # two words: the two snapshots
+			p=$(share "$i" $span)
+			[ "$p" -ge "$lo" ] && [ "$p" -le "$hi" ] ||
+				{ echo "iod$i carried $p % ($span), not about $((100 / IODS)) %" >&2; return 1; }
+		done
+	done
+}
+check "each iod carried about 1/$IODS of the bytes, both ways" even
+layouts() { on meta "$bin/iodctl" stats --json | /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["layouts"])'; }
+check "the module counted the layouts" test "$(layouts)" -gt 0
+
+# The module (NFSv3 relay) and the data servers map blocks the same way.
+v3_reads() {
+	nfs_mount client2 vers=3,proto=tcp,nolock /srv/nfsp-pnfs /mnt/nfsp-pnfs-v3 &&
+		on client2 cmp /tmp/pnfs-src /mnt/nfsp-pnfs-v3/big
+}
+check "the file reads back byte-exact over NFSv3 (through the module)" v3_reads
+random_file /tmp/pnfs-v3 $((3 * 1024 * 1024 + 4321))
+check "a file written over NFSv3 reads back byte-exact through layouts" sh -c \
+	"on client2 cp /tmp/pnfs-v3 /mnt/nfsp-pnfs-v3/from-v3 && on client1 cmp /tmp/pnfs-v3 $mnt/from-v3"
+
+# A second NFSv4.2 client: new content after the first one closes, and
+# two readers of one file at once (their read layouts must not conflict).
+check "client2 mounts the pnfs export" nfs_mount client2 vers=4.2 /nfsp-pnfs "$mnt"
+check "client2 reads what client1 wrote" on client2 cmp /tmp/pnfs-src "$mnt/big"
+random_file /tmp/pnfs-new $((5 * 1024 * 1024))
+check "client1 rewrites the start of the file" \
+	on client1 dd if=/tmp/pnfs-new of="$mnt/big" bs=1M conv=fsync,notrunc status=none
+{ cat /tmp/pnfs-new; tail -c +$((5 * 1024 * 1024 + 1)) /tmp/pnfs-src; } > /tmp/pnfs-want
+check "client2 sees the new content" on client2 cmp /tmp/pnfs-want "$mnt/big"
+two_readers() {
+	local a b
+	timeout 60 on client1 cmp /tmp/pnfs-want "$mnt/big" & a=$!
+	timeout 60 on client2 cmp /tmp/pnfs-want "$mnt/big" & b=$!
+	wait "$a" && wait "$b"
+}
+check "two clients read the file at once, byte-exact, within 60 s" two_readers
+
+# O_DIRECT, and a sparse file past 4 GiB.
+check "O_DIRECT writes and reads through layouts" sh -c \
+	"on client1 dd if=/tmp/pnfs-v3 of=$mnt/direct bs=1M oflag=direct status=none &&
+	 on client2 dd if=$mnt/direct of=/tmp/pnfs-direct bs=1M iflag=direct status=none &&
+	 cmp /tmp/pnfs-v3 /tmp/pnfs-direct"
+far=$((4 * 1024 * 1024 * 1024 + 12345))
+head -c 70000 /tmp/pnfs-v3 > /tmp/pnfs-70k
+head -c 1048576 /dev/zero > /tmp/pnfs-zeros
+check "a write past 4 GiB lands there" sh -c \
+	"on client1 dd if=/tmp/pnfs-70k of=$mnt/sparse bs=70000 seek=$far oflag=seek_bytes status=none &&
+	 test \$(on client2 stat -c %s $mnt/sparse) = $((far + 70000))"
+sparse_reads() {
+	on client2 dd if="$mnt/sparse" of=/tmp/pnfs-far bs=70000 skip="$far" iflag=skip_bytes count=1 status=none &&
+		cmp /tmp/pnfs-70k /tmp/pnfs-far &&
+		on client2 dd if="$mnt/sparse" of=/tmp/pnfs-hole bs=1M skip=4000 count=1 status=none &&
+		cmp /tmp/pnfs-zeros /tmp/pnfs-hole &&
+		on client1 dd if="$mnt/sparse" of=/tmp/pnfs-hole bs=1M skip=4001 count=1 iflag=direct status=none &&
+		cmp /tmp/pnfs-zeros /tmp/pnfs-hole
+}
+check "it reads back there, zeros in the hole before (O_DIRECT too)" sparse_reads
+summary
