@@ -375,6 +375,7 @@ impl ffi::Hooks for Nfsp {
         dentry: &Dentry<'_>,
         _iomode: u32,
         fsid_idx: u64,
+        client: &[u8],
         buf: &mut [u8],
     ) -> Result<usize> {
         let st = state()?;
@@ -384,7 +385,8 @@ impl ffi::Hooks for Nfsp {
             other => other?,
         };
         let layout = header.layout().map_err(|_| EIO)?;
-        let r = pnfs::layout(&st.table(net), key_of(dentry, &header), layout, fsid_idx, buf);
+        let key = key_of(dentry, &header);
+        let r = pnfs::layout(&st.table(net), key, layout, fsid_idx, client, buf);
         if r.is_ok() {
             st.counters.layouts.add(1u64, Relaxed);
         }

@@ -27,18 +27,24 @@ use crate::viod::{self, Table};
 /// the stripe unit as well).
 const DS_IO_SIZE: u32 = 1 << 20;
 
-/// Encodes the layout of the file `key` with `layout` into `buf`.
-/// `EAGAIN` while there are no keys, `EOPNOTSUPP` while a member of one of
-/// its viods cannot serve clients (they use the meta-server meanwhile).
+/// Encodes the layout of the file `key` with `layout` into `buf`, for a
+/// client whose implementation name is `client`. `EAGAIN` while there are
+/// no keys; `EOPNOTSUPP` (the client does its I/O through the meta-server)
+/// for a client the table's rule gives no such layout, or while a member
+/// of one of the file's viods cannot serve clients.
 pub(crate) fn layout(
     table: &Table,
     key: FileKey,
     layout: StripeLayout,
     fsid_idx: u64,
+    client: &[u8],
     buf: &mut [u8],
 ) -> Result<usize> {
     let sign = table.keys.and_then(|k| k.signing().copied()).ok_or(EAGAIN)?;
     let width = layout.width;
+    if !table.layout_rule.allows(client, width) {
+        return Err(EOPNOTSUPP);
+    }
     let viod_at = |j: u32| (layout.first_viod + j) % width;
     let mut mirrors = u32::MAX;
     for j in 0..width {

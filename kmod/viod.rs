@@ -25,6 +25,7 @@ use kernel::{
 use crate::ffi::{NetRef, UdpSocket};
 use crate::proto::{
     auth::Keys,
+    ffl::LayoutRule,
     control::{Answer, Command, IodState, ListLine, Members, Space},
 };
 
@@ -243,6 +244,8 @@ pub(crate) struct Table {
     /// The cluster keys; `None` until loaded (`keys` command): no iod
     /// I/O happens before, nfsd answers NFS3ERR_JUKEBOX.
     pub(crate) keys: Option<Keys>,
+    /// Which clients get pNFS layouts (`layouts` command).
+    pub(crate) layout_rule: LayoutRule,
 }
 
 /// Default wait for an iod's answer.
@@ -256,6 +259,7 @@ impl Table {
                 anchor: None,
                 timeout_ms: DEFAULT_TIMEOUT_MS,
                 keys: None,
+                layout_rule: LayoutRule::Auto,
             },
             GFP_KERNEL,
         )?)
@@ -314,6 +318,7 @@ impl Table {
             anchor: self.anchor.clone(),
             timeout_ms: self.timeout_ms,
             keys: self.keys,
+            layout_rule: self.layout_rule,
         })
     }
 }
@@ -502,6 +507,7 @@ pub(crate) fn apply(
         }
         Command::Timeout { ms } => t.timeout_ms = ms,
         Command::Keys(keys) => t.keys = Some(keys),
+        Command::Layouts(rule) => t.layout_rule = rule,
         Command::List | Command::Stats | Command::Space { .. } => {}
     }
     Ok(t)

@@ -84,7 +84,15 @@ pub(crate) trait Hooks {
     /// naming devices of `fsid_idx`, encoded into `buf`; its length.
     /// `EAGAIN`: the client asks again later; other errors: it does its
     /// I/O through nfsd.
-    fn layout(net: NetRef, dentry: &Dentry<'_>, iomode: u32, fsid_idx: u64, buf: &mut [u8]) -> Result<usize>;
+    /// `client` is the client's implementation name (EXCHANGE_ID).
+    fn layout(
+        net: NetRef,
+        dentry: &Dentry<'_>,
+        iomode: u32,
+        fsid_idx: u64,
+        client: &[u8],
+        buf: &mut [u8],
+    ) -> Result<usize>;
     /// The `ff_device_addr4` of `device`, encoded into `buf`; its length
     /// (`ENOENT`: no such device any more).
     fn device(net: NetRef, device: u32, buf: &mut [u8]) -> Result<usize>;
@@ -218,6 +226,8 @@ impl<T: Hooks> Trampolines<T> {
         dentry: *mut bindings::dentry,
         iomode: u32,
         fsid_idx: u64,
+        client: *const kernel::ffi::c_char,
+        client_len: usize,
         buf: *mut c_void,
         size: usize,
     ) -> isize {
@@ -225,10 +235,17 @@ impl<T: Hooks> Trampolines<T> {
             dentry,
             _borrow: PhantomData,
         };
+        let client = if client.is_null() || client_len == 0 {
+            &[][..]
+        } else {
+            // SAFETY: nfsd passes the client record's implementation name,
+            // `client_len` bytes, kept while the client makes the call.
+            unsafe { core::slice::from_raw_parts(client.cast::<u8>(), client_len) }
+        };
         // SAFETY: nfsd passes a buffer of `size` writable bytes, ours
         // during the call.
         let buf = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), size) };
-        to_ssize(T::layout(NetRef(net), &d, iomode, fsid_idx, buf))
+        to_ssize(T::layout(NetRef(net), &d, iomode, fsid_idx, client, buf))
     }
 
     unsafe extern "C" fn getdeviceinfo(

@@ -185,6 +185,8 @@ pub enum Command {
     },
     /// Install the cluster keys (or the explicit insecure mode).
     Keys(Keys),
+    /// Which clients get pNFS layouts.
+    Layouts(super::ffl::LayoutRule),
     /// The space an iod reported (in its PONG): what `df` shows of the
     /// export is added up from these.
     Space {
@@ -315,6 +317,7 @@ impl Command {
                 Some(_) => return Err(ProtoError::InvalidField("keys")),
                 None => return Err(ProtoError::MissingArgument("sign")),
             },
+            "layouts" => Command::Layouts(super::ffl::LayoutRule::parse(arg("RULE")?)?),
             "space" => {
                 let addr = parse_addr(arg("ADDR:PORT")?)?;
                 let total = parse_u64(arg("TOTAL")?, "TOTAL")?;
@@ -368,6 +371,7 @@ impl fmt::Display for Command {
                     Ok(())
                 }
             },
+            Command::Layouts(r) => write!(f, "layouts {}", r.as_str()),
             Command::Space { addr, space } => write!(
                 f,
                 "space {addr} {} {} {}",
@@ -594,6 +598,8 @@ mod tests {
         rt("  stats  \r\n");
         rt("timeout 1500");
         rt("space 10.0.0.2:7000 1000 600 500");
+        rt("layouts single");
+        assert!(Command::parse("layouts sometimes").is_err());
         assert_eq!(Command::parse("list\n"), Ok(Command::List));
         let c = Command::parse("add-viod 7 1.2.3.4:5 [::2]:6").unwrap();
         assert_eq!(c.to_string(), "add-viod 7 1.2.3.4:5 [::2]:6");

@@ -27,6 +27,82 @@ fn opaque(w: &mut Writer<'_>, b: &[u8]) -> Result<()> {
     w.zeros((4 - b.len() % 4) % 4)
 }
 
+/// Which clients get layouts (the `layouts` control command).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum LayoutRule {
+    /// Striped layouts to clients known to handle them (Linux 7.3.3 and
+    /// later), layouts of files of width 1 to every client.
+    #[default]
+    Auto,
+    /// Every layout to every client.
+    Striped,
+    /// Layouts of files of width 1 only.
+    Single,
+    /// No layouts: all I/O through the meta-server.
+    Off,
+}
+
+impl LayoutRule {
+    /// The keyword.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            LayoutRule::Auto => "auto",
+            LayoutRule::Striped => "striped",
+            LayoutRule::Single => "single",
+            LayoutRule::Off => "off",
+        }
+    }
+
+    /// Parses the keyword.
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "auto" => LayoutRule::Auto,
+            "striped" => LayoutRule::Striped,
+            "single" => LayoutRule::Single,
+            "off" => LayoutRule::Off,
+            _ => return Err(ProtoError::InvalidField("layouts")),
+        })
+    }
+
+    /// Whether a client whose EXCHANGE_ID implementation name is `impl_name`
+    /// gets the layout of a file striped over `width` viods. Linux clients
+    /// before 6.18 fail I/O (EIO, no fallback) with several data servers
+    /// per mirror, and 6.18 to 7.3.2 misroute I/O at large offsets; every
+    /// flexfiles client handles one data server per mirror.
+    pub fn allows(&self, impl_name: &[u8], width: u32) -> bool {
+        match self {
+            LayoutRule::Off => false,
+            LayoutRule::Single => width == 1,
+            LayoutRule::Striped => true,
+            LayoutRule::Auto => width == 1 || linux_release(impl_name) >= Some((7, 3, 3)),
+        }
+    }
+}
+
+/// The release of a Linux client from its implementation name (`Linux
+/// 7.3.4-amd64 #1 SMP ...`): major, minor, patch (0 if absent).
+fn linux_release(name: &[u8]) -> Option<(u32, u32, u32)> {
+    let rest = name.strip_prefix(b"Linux ")?;
+    let mut parts = [0u32; 3];
+    let mut i = 0;
+    let mut digits = 0;
+    for &b in rest {
+        match b {
+            b'0'..=b'9' => {
+                let p = parts.get_mut(i)?;
+                *p = p.checked_mul(10)?.checked_add(u32::from(b - b'0'))?;
+                digits += 1;
+            }
+            b'.' if digits > 0 && i < 2 => {
+                i += 1;
+                digits = 0;
+            }
+            _ => break,
+        }
+    }
+    (i >= 1 && digits > 0).then_some((parts[0], parts[1], parts[2]))
+}
+
 /// One data server of a layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DataServer {
@@ -155,6 +231,28 @@ mod tests {
             Ok(DataServer { device: m + j, fh: [0; DS_FH_LEN] })
         })
         .is_err());
+    }
+
+    #[test]
+    fn which_clients_get_layouts() {
+        let auto = LayoutRule::Auto;
+        assert!(auto.allows(b"Linux 7.3.4-amd64 #1 SMP PREEMPT_DYNAMIC Debian x86_64", 4));
+        assert!(auto.allows(b"Linux 7.3.3 #1", 4));
+        assert!(auto.allows(b"Linux 8.0 #1", 4));
+        assert!(!auto.allows(b"Linux 7.3.2-1 #1", 4), "misroutes at large offsets");
+        assert!(!auto.allows(b"Linux 6.12.48+deb13-amd64 #1", 4), "EIO with striping");
+        assert!(auto.allows(b"Linux 6.12.48+deb13-amd64 #1", 1), "one data server is fine");
+        assert!(!auto.allows(b"", 2), "no implementation id");
+        assert!(!auto.allows(b"FreeBSD 15.0", 2));
+        assert!(!auto.allows(b"Linux x.y", 2));
+        assert!(!auto.allows(b"Linux 99999999999.1", 2), "overflow");
+        assert!(LayoutRule::Striped.allows(b"", 8));
+        assert!(!LayoutRule::Single.allows(b"Linux 7.4", 2));
+        assert!(LayoutRule::Single.allows(b"", 1));
+        assert!(!LayoutRule::Off.allows(b"Linux 7.4", 1));
+        for r in ["auto", "striped", "single", "off"] {
+            assert_eq!(LayoutRule::parse(r).unwrap().as_str(), r);
+        }
     }
 
     #[test]

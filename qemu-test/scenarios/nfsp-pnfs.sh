@@ -109,13 +109,29 @@ check "client1 rewrites the start of the file" \
 	on client1 dd if=/tmp/pnfs-new of="$mnt/big" bs=1M conv=fsync,notrunc status=none
 { cat /tmp/pnfs-new; tail -c +$((5 * 1024 * 1024 + 1)) /tmp/pnfs-src; } > /tmp/pnfs-want
 check "client2 sees the new content" on client2 cmp /tmp/pnfs-want "$mnt/big"
+# op_count_on CLIENT OP: like op_count, on CLIENT.
+op_count_on() {
+	on "$1" awk -v m="$mnt" -v op="$2:" '
+		$1 == "device" { here = ($5 == m) }
+		here && $1 == op { print $2; exit }' /proc/self/mountstats
+}
 two_readers() {
 	local a b
 	timeout 60 on client1 cmp /tmp/pnfs-want "$mnt/big" & a=$!
 	timeout 60 on client2 cmp /tmp/pnfs-want "$mnt/big" & b=$!
 	wait "$a" && wait "$b"
 }
+# Nothing cached: both read through layouts at the same time.
+sync
+echo 3 > /proc/sys/vm/drop_caches
+g1=$(op_count_on client1 LAYOUTGET) g2=$(op_count_on client2 LAYOUTGET)
 check "two clients read the file at once, byte-exact, within 60 s" two_readers
+g1=$(($(op_count_on client1 LAYOUTGET) - g1)) g2=$(($(op_count_on client2 LAYOUTGET) - g2))
+echo "LAYOUTGETs while both read: client1 $g1, client2 $g2"
+# A read layout recalled by the other reader's LAYOUTGET (RECALLCONFLICT)
+# would be asked for again and again.
+check "both asked for a layout, and their read layouts did not take each other's place" \
+	test "$g1" -ge 1 -a "$g1" -le 2 -a "$g2" -ge 1 -a "$g2" -le 2
 
 # O_DIRECT, and a sparse file past 4 GiB.
 check "O_DIRECT writes and reads through layouts" sh -c \
@@ -137,4 +153,25 @@ sparse_reads() {
 		cmp /tmp/pnfs-zeros /tmp/pnfs-hole
 }
 check "it reads back there, zeros in the hole before (O_DIRECT too)" sparse_reads
+
+# An admin rule refuses layouts: the clients still read and write, through
+# the meta-server.
+off_rule() {
+	on meta "$bin/iodctl" layouts off || return 1
+	# A new mount: no layout kept from before.
+	nfs_mount client2 vers=4.2 /nfsp-pnfs /mnt/nfsp-pnfs-off
+}
+check "iodctl layouts off" off_rule
+random_file /tmp/pnfs-off $((8 * 1024 * 1024))
+b0=($(all_bytes))
+check "without layouts a client writes and reads byte-exact" sh -c \
+	"on client2 cp /tmp/pnfs-off /mnt/nfsp-pnfs-off/off && on client2 umount /mnt/nfsp-pnfs-off &&
+	 on client2 mount -t nfs -o vers=4.2 meta:/nfsp-pnfs /mnt/nfsp-pnfs-off &&
+	 on client2 cmp /tmp/pnfs-off /mnt/nfsp-pnfs-off/off"
+b1=($(all_bytes))
+size=$((8 * 1024 * 1024))
+echo "without layouts the meta-server's interface carried $(share 0 b0 b1) % of the bytes"
+check "... and its bytes went through the meta-server (>= 180 %: written, then read)" \
+	test "$(share 0 b0 b1)" -ge 180
+check "iodctl layouts auto" on meta "$bin/iodctl" layouts auto
 summary

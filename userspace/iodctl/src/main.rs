@@ -52,6 +52,9 @@ pub enum Cmd {
     Stats(cmd::stats::Args),
     /// Set the iod request timeout in milliseconds (1 to 3600000).
     Timeout(cmd::timeout::Args),
+    /// Which NFSv4.2 clients get pNFS layouts (exports with nfsp,pnfs):
+    /// auto, striped, single or off.
+    Layouts(cmd::layouts::Args),
     /// Cross-check an export's meta-files with the iods' data: orphans and
     /// missing data (dry run unless --delete).
     Fsck(cmd::fsck::Args),
@@ -97,6 +100,7 @@ impl Cmd {
             Cmd::List(a) => a.command(),
             Cmd::Stats(a) => a.command(),
             Cmd::Timeout(a) => a.command(),
+            Cmd::Layouts(a) => a.command(),
             Cmd::Fsck(a) => a.command(),
             Cmd::Completions(_) | Cmd::Man(_) => Err(UsageError(
                 "completions and man do not use the control file".into(),

@@ -8,6 +8,7 @@ pub mod del_iod;
 pub mod del_viod;
 pub mod fsck;
 pub mod genkey;
+pub mod layouts;
 pub mod list;
 pub mod load;
 pub mod load_key;
