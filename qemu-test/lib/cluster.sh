@@ -199,6 +199,20 @@ nfsp_up() {
 	export NFSP_ACTIVE=1
 }
 
+# nfsp_pnfs_up: a second nfsp export, with pNFS layouts (nfsp,pnfs), on
+# its own tmpfs, mounted over NFSv4.2 at /mnt/nfsp-pnfs on every client.
+nfsp_pnfs_up() {
+	local i
+	mkdir -p /srv/nfsp-pnfs
+	mountpoint -q /srv/nfsp-pnfs || mount -t tmpfs -o mode=0755 nfsp-pnfs /srv/nfsp-pnfs || return 1
+	grep -q "^/srv/nfsp-pnfs " /etc/exports ||
+		echo "/srv/nfsp-pnfs *(rw,no_root_squash,no_subtree_check,insecure,fsid=3,nfsp,pnfs)" >> /etc/exports
+	on meta "$NFS_UTILS/sbin/exportfs" -ra || return 1
+	for ((i = 1; i <= CLIENTS; i++)); do
+		nfs_mount "client$i" vers=4.2 /nfsp-pnfs /mnt/nfsp-pnfs || return 1
+	done
+}
+
 # The nfsp export three ways: NFSv3 over UDP (direct reads) and TCP, and
 # NFSv4.2 (below the pseudo root /srv).
 mount_nfsp_exports() {

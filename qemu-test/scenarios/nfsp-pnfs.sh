@@ -16,14 +16,7 @@ nfsp_scenario_start
 bin=$top/target/release
 mnt=/mnt/nfsp-pnfs
 
-pnfs_export() {
-	mkdir -p /srv/nfsp-pnfs
-	mount -t tmpfs -o mode=0755 nfsp-pnfs /srv/nfsp-pnfs || return 1
-	echo "/srv/nfsp-pnfs *(rw,no_root_squash,no_subtree_check,insecure,fsid=3,nfsp,pnfs)" >> /etc/exports
-	on meta "$NFS_UTILS/sbin/exportfs" -ra || return 1
-	nfs_mount client1 vers=4.2 /nfsp-pnfs "$mnt"
-}
-check "an nfsp export with pnfs is mounted over NFSv4.2" pnfs_export
+check "an nfsp export with pnfs is mounted over NFSv4.2 on every client" nfsp_pnfs_up
 
 # eth0 bytes (received + sent) of a host.
 if_bytes() { on "$1" awk '$1 == "eth0:" { print $2 + $10 }' /proc/net/dev; }
@@ -102,7 +95,6 @@ check "a file written over NFSv3 reads back byte-exact through layouts" sh -c \
 
 # A second NFSv4.2 client: new content after the first one closes, and
 # two readers of one file at once (their read layouts must not conflict).
-check "client2 mounts the pnfs export" nfs_mount client2 vers=4.2 /nfsp-pnfs "$mnt"
 check "client2 reads what client1 wrote" on client2 cmp /tmp/pnfs-src "$mnt/big"
 random_file /tmp/pnfs-new $((5 * 1024 * 1024))
 check "client1 rewrites the start of the file" \

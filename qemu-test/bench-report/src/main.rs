@@ -329,6 +329,40 @@ fn markdown(runs: &[Run], link_mbps: f64) -> String {
             }
         }
     }
+    if runs.iter().any(|r| r.proto == "pnfs" && r.op == "read") {
+        md.push_str(
+            "\nNFSv4.2 pNFS reads (the clients read the iods directly; flexfiles \
+             layouts), in brackets the ratio to plain knfsd over NFSv4.2 and to \
+             the optimal min(N, M) links; meta tx = bytes the meta-server sent:\n\n",
+        );
+        md.push_str(
+            "| iods N | clients M | plain v4.2 | nfsp pNFS | of optimal | meta tx | retrans plain / nfsp |\n|---|---|---|---|---|---|---|\n",
+        );
+        for &n in &iods {
+            for &m in &clients {
+                let (Some(p), Some(q)) = (
+                    get("plain", "v4", "read", 0, m),
+                    get("nfsp", "pnfs", "read", n, m),
+                ) else {
+                    continue;
+                };
+                let optimal = f64::from(n.min(m)) * link_mbps;
+                let _ = writeln!(
+                    md,
+                    "| {n} | {m} | {:.1}{} | {:.1} ({:.2}x){} | {:.0} % | {} | {} / {} |",
+                    p.mbps(),
+                    p.mark(),
+                    q.mbps(),
+                    q.mbps() / p.mbps(),
+                    q.mark(),
+                    100.0 * q.mbps() / optimal,
+                    q.meta_tx,
+                    retrans_of(p),
+                    retrans_of(q)
+                );
+            }
+        }
+    }
     let writes: Vec<&Run> = runs.iter().filter(|r| r.op == "write").collect();
     if !writes.is_empty() {
         md.push_str(
@@ -337,9 +371,11 @@ fn markdown(runs: &[Run], link_mbps: f64) -> String {
         md.push_str(
             "| transport | clients M | plain knfsd | nfsp | ratio | retrans plain / nfsp |\n|---|---|---|---|---|---|\n",
         );
-        for proto in ["tcp", "v4"] {
+        for proto in ["tcp", "v4", "pnfs"] {
             for &m in &clients {
+                // pNFS is compared with plain knfsd over NFSv4.2.
                 let find = |server: &str| {
+                    let proto = if server == "plain" && proto == "pnfs" { "v4" } else { proto };
                     writes
                         .iter()
                         .find(|r| r.server == server && r.proto == proto && r.clients == m)
@@ -348,10 +384,10 @@ fn markdown(runs: &[Run], link_mbps: f64) -> String {
                     let _ = writeln!(
                         md,
                         "| {} | {m} | {:.1}{} | {:.1}{} | {:.2}x | {} / {} |",
-                        if proto == "v4" {
-                            "NFSv4.2"
-                        } else {
-                            "NFSv3/TCP"
+                        match proto {
+                            "v4" => "NFSv4.2",
+                            "pnfs" => "NFSv4.2 pNFS",
+                            _ => "NFSv3/TCP",
                         },
                         p.mbps(),
                         p.mark(),
@@ -442,19 +478,26 @@ fn figure(runs: &[Run], link_mbps: f64, png: &PathBuf) -> Result<()> {
         .map(Run::mbps)
         .fold(f64::from(max_m) * link_mbps, f64::max)
         * 1.1;
-    let root = BitMapBackend::new(png, (1400, 620)).into_drawing_area();
+    // The pNFS panel when there are pNFS runs: the plain line there is
+    // knfsd over NFSv4.2, what a pNFS client would get without nfsp.
+    let mut kinds = vec![
+        ("udp", "udp", "NFSv3/UDP: nfsp direct reads"),
+        ("tcp", "tcp", "NFSv3/TCP: nfsp relayed reads"),
+    ];
+    if runs.iter().any(|r| r.proto == "pnfs" && r.op == "read") {
+        kinds.push(("pnfs", "v4", "NFSv4.2 pNFS: clients read the iods"));
+    }
+    let width = 700 * kinds.len() as u32;
+    let root = BitMapBackend::new(png, (width, 620)).into_drawing_area();
     root.fill(&WHITE)?;
-    let panels = root.split_evenly((1, 2));
+    let panels = root.split_evenly((1, kinds.len()));
     let colors = [
         RGBColor(31, 119, 180),
         RGBColor(255, 127, 14),
         RGBColor(44, 160, 44),
         RGBColor(214, 39, 40),
     ];
-    for (panel, (proto, title)) in panels.iter().zip([
-        ("udp", "NFSv3/UDP: nfsp direct reads"),
-        ("tcp", "NFSv3/TCP: nfsp relayed reads"),
-    ]) {
+    for (panel, &(proto, plain_proto, title)) in panels.iter().zip(kinds.iter()) {
         let mut chart = ChartBuilder::on(panel)
             .caption(title, ("sans-serif", 24))
             .margin(12)
@@ -513,13 +556,13 @@ fn figure(runs: &[Run], link_mbps: f64, png: &PathBuf) -> Result<()> {
         }
         let mut plain: Vec<(f64, f64)> = idx
             .iter()
-            .filter(|((s, p, op, ..), _)| s == "plain" && p == proto && op == "read")
+            .filter(|((s, p, op, ..), _)| s == "plain" && p == plain_proto && op == "read")
             .map(|((.., m), r)| (f64::from(*m), r.mbps()))
             .collect();
         plain.sort_by(|a, b| a.0.total_cmp(&b.0));
         chart
             .draw_series(LineSeries::new(plain.clone(), BLACK.stroke_width(3)))?
-            .label("plain knfsd")
+            .label(if proto == "pnfs" { "plain knfsd, NFSv4.2" } else { "plain knfsd" })
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(3)));
         chart.draw_series(plain.iter().map(|&p| Circle::new(p, 4, BLACK.filled())))?;
         // Lossy points: hollow red circles (over the plain ones' dots too).

@@ -6,6 +6,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use nfsp_proto::filekey::{FileKey, LOCAL_PATH_LEN};
 use nfsp_proto::wire::ListEntry;
@@ -32,7 +33,14 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// Writes hold one of these shared, a growing TRUNCATE exclusive (by
+    /// key hash): it reads the length and sets a larger one, which must
+    /// not cut what a write put past it meanwhile.
+    lengths: Arc<[RwLock<()>; LENGTH_LOCKS]>,
 }
+
+/// Locks of [`Store::lengths`].
+const LENGTH_LOCKS: usize = 64;
 
 fn io_err(op: &'static str, p: &Path, source: io::Error) -> StoreError {
     StoreError::Io {
@@ -48,10 +56,10 @@ impl Store {
         fs::create_dir_all(root)?;
         Ok(Store {
             root: root.to_path_buf(),
+            lengths: Arc::new(std::array::from_fn(|_| RwLock::new(()))),
         })
     }
 
-    /// Absolute local path of a key.
     /// Size, free and available bytes of the file system holding the
     /// data (zeros if it cannot be read), for PONG: the meta-server adds
     /// them up for `df`.
@@ -70,6 +78,7 @@ impl Store {
         }
     }
 
+    /// Absolute local path of a key.
     pub fn path(&self, key: &FileKey) -> Result<PathBuf, StoreError> {
         let mut b = [0u8; LOCAL_PATH_LEN];
         let rel = key.write_local_path(&mut b).map_err(StoreError::Key)?;
@@ -135,8 +144,13 @@ impl Store {
     /// Write `data` at `offset` (creating file and directories).
     pub fn write(&self, key: &FileKey, offset: u64, data: &[u8]) -> Result<(), StoreError> {
         let (f, p) = self.open_rw(key)?;
+        let _shared = self.length_lock(key).read().unwrap_or_else(|e| e.into_inner());
         f.write_all_at(data, offset)
             .map_err(|e| io_err("write", &p, e))
+    }
+
+    fn length_lock(&self, key: &FileKey) -> &RwLock<()> {
+        &self.lengths[key.hash() as usize % LENGTH_LOCKS]
     }
 
     /// Flush file data to stable storage (a missing file is fine).
@@ -169,6 +183,7 @@ impl Store {
     /// a hole; a longer one stays).
     pub fn extend(&self, key: &FileKey, len: u64) -> Result<(), StoreError> {
         let (f, p) = self.open_rw(key)?;
+        let _alone = self.length_lock(key).write().unwrap_or_else(|e| e.into_inner());
         let cur = f.metadata().map_err(|e| io_err("stat", &p, e))?.len();
         if cur < len {
             f.set_len(len).map_err(|e| io_err("truncate", &p, e))?;
@@ -292,4 +307,37 @@ fn leaf_keys(dir: &Path, a: u8, b: u8) -> Result<Vec<FileKey>, StoreError> {
         }
     }
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A growing TRUNCATE never cuts what a write put past it meanwhile
+    /// (the module grows every iod's file before a write past the end, and
+    /// nfsd writes in parallel).
+    #[test]
+    fn growing_never_cuts_concurrent_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path()).unwrap();
+        let key = FileKey::new(1, 2, 3);
+        let block = [0xabu8; 4096];
+        let n = 2000u64;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for i in 0..n {
+                    store.write(&key, i * 4096, &block).unwrap();
+                }
+            });
+            s.spawn(|| {
+                for i in 0..n {
+                    // Lengths the writer has passed or is about to reach.
+                    store.extend(&key, i * 4096 + 100).unwrap();
+                }
+            });
+        });
+        let data = std::fs::read(store.path(&key).unwrap()).unwrap();
+        assert_eq!(data.len() as u64, n * 4096);
+        assert!(data.iter().all(|b| *b == 0xab), "a write was cut");
+    }
 }
