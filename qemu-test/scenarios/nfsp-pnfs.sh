@@ -19,7 +19,8 @@ mnt=/mnt/nfsp-pnfs
 check "an nfsp export with pnfs is mounted over NFSv4.2 on every client" nfsp_pnfs_up
 
 # eth0 bytes (received + sent) of a host.
-if_bytes() { on "$1" awk '$1 == "eth0:" { print $2 + $10 }' /proc/net/dev; }
+# (printf: awk would print a sum past 2^31 in exponent notation)
+if_bytes() { on "$1" awk '$1 == "eth0:" { printf "%.0f\n", $2 + $10 }' /proc/net/dev; }
 all_bytes() {
 	local h
 	for h in meta $(seq -f iod%g 1 "$IODS"); do printf '%s ' "$(if_bytes "$h")"; done
