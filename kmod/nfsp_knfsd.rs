@@ -373,7 +373,7 @@ impl ffi::Hooks for Nfsp {
     fn layout(
         net: NetRef,
         dentry: &Dentry<'_>,
-        _iomode: u32,
+        iomode: u32,
         fsid_idx: u64,
         client: &[u8],
         buf: &mut [u8],
@@ -386,7 +386,7 @@ impl ffi::Hooks for Nfsp {
         };
         let layout = header.layout().map_err(|_| EIO)?;
         let key = key_of(dentry, &header);
-        let r = pnfs::layout(&st.table(net), key, layout, fsid_idx, client, buf);
+        let r = pnfs::layout(&st.table(net), key, layout, iomode, fsid_idx, client, buf);
         if r.is_ok() {
             st.counters.layouts.add(1u64, Relaxed);
         }

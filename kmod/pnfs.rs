@@ -9,8 +9,9 @@
 //! mirrors = the viods' members (a client writes every mirror, reads one).
 //! Each data server gets a filehandle ([`DsHandle`]) naming the file, its
 //! layout and that server's viod, tagged with the cluster key for that
-//! iod's address. Layouts are only handed out while every member of the
-//! file's viods is up and answering: a member that is down or re-syncing
+//! iod's address (read only for a READ layout). Layouts are only handed
+//! out while every member of the file's viods is up and answering, and
+//! every viod has as many members: a member that is down or re-syncing
 //! must get every write, which only I/O through the meta-server ensures.
 
 use kernel::prelude::*;
@@ -27,8 +28,11 @@ use crate::viod::{self, Table};
 /// the stripe unit as well).
 const DS_IO_SIZE: u32 = 1 << 20;
 
-/// Encodes the layout of the file `key` with `layout` into `buf`, for a
-/// client whose implementation name is `client`. `EAGAIN` while there are
+/// `iomode` of a READ layout (RFC 8881 `layoutiomode4`).
+const IOMODE_READ: u32 = 1;
+
+/// Encodes the layout of the file `key` with `layout` and `iomode` into
+/// `buf`, for a client whose implementation name is `client`. `EAGAIN` while there are
 /// no keys; `EOPNOTSUPP` (the client does its I/O through the meta-server)
 /// for a client the table's rule gives no such layout, or while a member
 /// of one of the file's viods cannot serve clients.
@@ -36,6 +40,7 @@ pub(crate) fn layout(
     table: &Table,
     key: FileKey,
     layout: StripeLayout,
+    iomode: u32,
     fsid_idx: u64,
     client: &[u8],
     buf: &mut [u8],
@@ -46,14 +51,20 @@ pub(crate) fn layout(
         return Err(EOPNOTSUPP);
     }
     let viod_at = |j: u32| (layout.first_viod + j) % width;
-    let mut mirrors = u32::MAX;
+    // Mirror m is every viod's member m: a member left out of the layout
+    // would miss the clients' writes, so every viod must have as many.
+    let mut mirrors = None;
     for j in 0..width {
         let v = table.viod(viod_at(j)).ok_or(EOPNOTSUPP)?;
         if v.members.is_empty() || !v.members.iter().all(|m| m.serves_layouts()) {
             return Err(EOPNOTSUPP);
         }
-        mirrors = mirrors.min(u32::try_from(v.members.len()).map_err(|_| EINVAL)?);
+        let n = u32::try_from(v.members.len()).map_err(|_| EINVAL)?;
+        if *mirrors.get_or_insert(n) != n {
+            return Err(EOPNOTSUPP);
+        }
     }
+    let mirrors = mirrors.ok_or(EOPNOTSUPP)?;
     let stripe_unit = u64::from(layout.block_size);
     ffl::encode_layout(buf, fsid_idx, stripe_unit, mirrors, width, |m, j| {
         let viod = viod_at(j);
@@ -66,6 +77,7 @@ pub(crate) fn layout(
             layout,
             viod,
             epoch: 0,
+            read_only: iomode == IOMODE_READ,
         };
         let mut fh = [0u8; DS_FH_LEN];
         handle.seal(&sign, &member.addr, &mut fh)?;

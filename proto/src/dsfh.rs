@@ -26,7 +26,7 @@
 //! | 2 | stripe width (u16 LE) |
 //! | 2 | first viod (u16 LE) |
 //! | 2 | this iod's viod (u16 LE) |
-//! | 2 | 0 |
+//! | 2 | flags (u16 LE): bit 0 read only (a READ layout's) |
 //! | 4 | epoch (u32 LE) |
 //! | 16 | tag: BLAKE2s-128 under the key, over the handle with the tag as zeros, then the iod's address as [`wire::put_addr`] encodes it |
 
@@ -71,7 +71,12 @@ pub struct DsHandle {
     pub viod: u32,
     /// Fencing epoch of the file's layouts.
     pub epoch: u32,
+    /// From a READ layout: WRITE and COMMIT are refused.
+    pub read_only: bool,
 }
+
+/// Flag: the handle is a READ layout's.
+const FLAG_READ_ONLY: u16 = 1;
 
 /// Why a handle is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +114,7 @@ impl DsHandle {
         w.u16_le(small(self.layout.width)?)?;
         w.u16_le(small(self.layout.first_viod)?)?;
         w.u16_le(small(self.viod)?)?;
-        w.u16_le(0)?;
+        w.u16_le(if self.read_only { FLAG_READ_ONLY } else { 0 })?;
         w.u32_le(self.epoch)?;
         w.zeros(TAG_LEN)?;
         let tag = tag(key, out, server)?;
@@ -152,14 +157,16 @@ impl DsHandle {
                 first_viod: u32::from(r.u16_le()?),
             };
             let viod = u32::from(r.u16_le()?);
-            if r.u16_le()? != 0 {
-                return Err(ProtoError::InvalidField("reserved"));
+            let flags = r.u16_le()?;
+            if flags & !FLAG_READ_ONLY != 0 {
+                return Err(ProtoError::InvalidField("flags"));
             }
             let h = DsHandle {
                 key,
                 layout,
                 viod,
                 epoch: r.u32_le()?,
+                read_only: flags & FLAG_READ_ONLY != 0,
             };
             h.validate()?;
             Ok(h)
@@ -179,9 +186,15 @@ impl DsHandle {
 
     /// The local offset of `[offset, offset + len)`, a client's READ or
     /// WRITE: it must lie in one block, of this handle's viod (a flexfiles
-    /// client never sends an RPC across a stripe unit).
+    /// client never sends an RPC across a stripe unit when it stripes).
+    /// A file of width 1 is not striped: its local file is the file, and
+    /// a client's RPCs may span blocks.
     #[cfg(not(nfsp_kernel))]
     pub fn local_offset(&self, offset: u64, len: u64) -> Result<u64> {
+        if self.layout.width == 1 {
+            offset.checked_add(len).ok_or(ProtoError::Overflow)?;
+            return Ok(offset);
+        }
         let mut pieces = self.layout.pieces(offset, len.max(1))?;
         let p = pieces.next().ok_or(ProtoError::InvalidField("range"))?;
         if p.viod != self.viod {
@@ -212,6 +225,7 @@ mod tests {
             layout: StripeLayout::new(65536, 4, 1).unwrap(),
             viod: 2,
             epoch: 7,
+            read_only: false,
         }
     }
 
@@ -228,6 +242,9 @@ mod tests {
         assert_eq!(DsHandle::open(&fh, &rotated, &at(2049)), Ok(handle()));
         // Another iod refuses it: its local file holds other blocks.
         assert_eq!(DsHandle::open(&fh, &keys, &at(2050)), Err(Refusal::Forged));
+        let ro = DsHandle { read_only: true, ..handle() };
+        ro.seal(&k, &at(2049), &mut fh).unwrap();
+        assert_eq!(DsHandle::open(&fh, &keys, &at(2049)), Ok(ro));
     }
 
     #[test]
@@ -270,5 +287,13 @@ mod tests {
         assert!(h.local_offset(0, 10).is_err(), "block 0 is viod 1's");
         assert!(h.local_offset(b + 10, b).is_err(), "crosses into block 2");
         assert!(h.local_offset(u64::MAX, 2).is_err());
+        // Width 1: the local file is the file, RPCs may span blocks.
+        let one = DsHandle {
+            layout: StripeLayout::new(65536, 1, 0).unwrap(),
+            viod: 0,
+            ..h
+        };
+        assert_eq!(one.local_offset(100, 1 << 20), Ok(100));
+        assert!(one.local_offset(u64::MAX, 2).is_err());
     }
 }

@@ -51,7 +51,48 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("journal", journal),
     ("auth", auth),
     ("restamp", restamp),
+    ("ds3", ds3),
+    ("dsfh", dsfh),
 ];
+
+/// The data-server address the `dsfh` seeds are sealed for.
+fn ds_addr() -> core::net::SocketAddr {
+    core::net::SocketAddr::from(([10, 0, 0, 1], 7000))
+}
+
+/// `ds3` target: an RPC record a pNFS client sends an iod decodes without
+/// panicking, within the limits a data server relies on.
+pub fn ds3(data: &[u8]) {
+    use super::ds3::{decode_args, decode_call, Args, FHSIZE, MAX_IO};
+    let Ok((call, args)) = decode_call(data) else {
+        return;
+    };
+    match decode_args(call.proc_, args) {
+        Ok(Some(Args::Read { fh, .. })) | Ok(Some(Args::Commit { fh, .. })) => {
+            assert!(fh.len() <= FHSIZE);
+        }
+        Ok(Some(Args::Write { fh, data, .. })) => {
+            assert!(fh.len() <= FHSIZE && data.len() <= MAX_IO as usize);
+        }
+        Ok(Some(Args::Null)) | Ok(None) | Err(_) => {}
+    }
+}
+
+/// `dsfh` target: a filehandle a client presents opens only if it is
+/// exactly what the module would seal (then it maps offsets safely).
+pub fn dsfh(data: &[u8]) {
+    use super::dsfh::{DsHandle, DS_FH_LEN};
+    let keys = test_keys();
+    if let Ok(h) = DsHandle::open(data, &keys, &ds_addr()) {
+        let sign = keys.find(u32::from_le_bytes([data[4], data[5], data[6], data[7]]));
+        let mut again = [0u8; DS_FH_LEN];
+        h.seal(sign.expect("the key that opened it"), &ds_addr(), &mut again)
+            .expect("an opened handle seals again");
+        assert_eq!(&again[..], data);
+        let _ = h.local_offset(u64::MAX - 1, 4096);
+        let _ = h.local_offset(0, u64::MAX);
+    }
+}
 
 /// Id of the fixed test signing key.
 pub const TEST_SIGN_ID: u32 = 0x7e57_0001;
@@ -1057,6 +1098,49 @@ fn journal_seeds() -> Vec<Seed> {
     ]
 }
 
+/// Calls a pNFS client sends a data server, and its filehandles.
+fn ds_seeds() -> Vec<Seed> {
+    use super::dsfh::{DsHandle, DS_FH_LEN};
+    use super::stripe::StripeLayout;
+    let h = DsHandle {
+        key: FileKey::new(1, 2, 3),
+        layout: StripeLayout::new(65536, 4, 1).expect("a layout"),
+        viod: 2,
+        epoch: 0,
+        read_only: false,
+    };
+    let mut fh = [0u8; DS_FH_LEN];
+    h.seal(&test_key(), &ds_addr(), &mut fh).expect("seals");
+    let mut ro = [0u8; DS_FH_LEN];
+    DsHandle { read_only: true, ..h }
+        .seal(&test_accept_key(), &ds_addr(), &mut ro)
+        .expect("seals");
+    let be = |w: &[u32]| w.iter().flat_map(|v| v.to_be_bytes()).collect::<Vec<u8>>();
+    let call = |proc_: u32, args: &[u8]| {
+        // xid, CALL, rpcvers 2, NFS, v3, proc, AUTH_SYS {stamp, "", 0, 0, no gids}, AUTH_NONE
+        let mut c = be(&[9, 0, 2, 100_003, 3, proc_, 1, 20, 0, 0, 0, 0, 0, 0, 0]);
+        c.extend_from_slice(args);
+        c
+    };
+    let with_fh = |rest: &[u32]| {
+        let mut a = be(&[DS_FH_LEN as u32]);
+        a.extend_from_slice(&fh);
+        a.extend(be(rest));
+        a
+    };
+    let mut write = with_fh(&[0, 65536, 3, 2, 3]);
+    write.extend_from_slice(b"abc\0");
+    vec![
+        bytes("ds3", "null", &call(0, &[])),
+        bytes("ds3", "read", &call(6, &with_fh(&[0, 65536, 4096]))),
+        bytes("ds3", "write-file-sync", &call(7, &write)),
+        bytes("ds3", "commit", &call(21, &with_fh(&[0, 0, 0]))),
+        bytes("ds3", "getattr", &call(1, &with_fh(&[]))),
+        bytes("dsfh", "read-write", &fh),
+        bytes("dsfh", "read-only-accept-key", &ro),
+    ]
+}
+
 fn nfs3_seeds() -> Vec<Seed> {
     let mut reply = reply_prefix(5, true).to_vec();
     reply.extend_from_slice(b"hello\0\0\0");
@@ -1214,6 +1298,7 @@ pub fn seeds() -> Vec<Seed> {
     out.extend(unlink_seeds());
     out.extend(journal_seeds());
     out.extend(nfs3_seeds());
+    out.extend(ds_seeds());
     out.extend(filekey_seeds());
     out
 }

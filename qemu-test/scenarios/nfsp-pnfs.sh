@@ -147,6 +147,21 @@ sparse_reads() {
 }
 check "it reads back there, zeros in the hole before (O_DIRECT too)" sparse_reads
 
+# A file of width 1 (the viods 1.. taken out while it is made): one data
+# server, which every flexfiles client handles, and RPCs that span blocks
+# (a client cuts them at the stripe unit only when it stripes).
+width_one() {
+	local v rc=0
+	for ((v = 1; v < IODS; v++)); do on meta "$bin/iodctl" del-viod "$v" > /dev/null || return 1; done
+	timeout 60 on client1 dd if=/tmp/pnfs-v3 of="$mnt/one" bs=1M conv=fsync status=none || rc=1
+	for ((v = 1; v < IODS; v++)); do
+		on meta "$bin/iodctl" add-viod "$v" "$(host_addr "iod$((v + 1))"):7000" > /dev/null || rc=1
+	done
+	[ "$rc" = 0 ] && timeout 60 on client2 dd if="$mnt/one" of=/tmp/pnfs-one bs=1M iflag=direct status=none &&
+		cmp /tmp/pnfs-v3 /tmp/pnfs-one
+}
+check "a file of width 1 is written and read (O_DIRECT) through its one data server" width_one
+
 # An admin rule refuses layouts: the clients still read and write, through
 # the meta-server.
 off_rule() {

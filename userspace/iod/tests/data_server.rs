@@ -107,6 +107,7 @@ fn serves_striped_reads_and_writes() {
         layout: StripeLayout::new(B as u32, 3, 2).unwrap(),
         viod: 1,
         epoch: 1,
+        read_only: false,
     };
     let mut fh = [0u8; DS_FH_LEN];
     h.seal(&sign, &ds, &mut fh).unwrap();
@@ -147,9 +148,18 @@ fn serves_striped_reads_and_writes() {
     assert_eq!(word(&r, 0), 0);
     assert!(r[20..20 + 4096].iter().all(|b| *b == 0), "a hole is zeros");
     let r = c.nfs(6, &read_args(&fh, 6 * B - 100, 100));
-    assert_eq!((word(&r, 2), word(&r, 3)), (100, 1), "to the end, EOF");
+    assert_eq!((word(&r, 2), word(&r, 3)), (100, 0), "a full READ: other viods may follow");
+    let r = c.nfs(6, &read_args(&fh, 6 * B - 100, 200));
+    assert_eq!(word(&r, 0), 22, "across a block");
     let r = c.nfs(6, &read_args(&fh, 8 * B, 4096));
-    assert_eq!((word(&r, 0), word(&r, 2), word(&r, 3)), (0, 0, 1), "past the end");
+    assert_eq!((word(&r, 0), word(&r, 2), word(&r, 3)), (0, 0, 1), "past the end: short, EOF");
+
+    // A READ layout's handle: reads, never writes.
+    let mut ro = [0u8; DS_FH_LEN];
+    DsHandle { read_only: true, ..h }.seal(&sign, &ds, &mut ro).unwrap();
+    assert_eq!(word(&c.nfs(6, &read_args(&ro, 2 * B + 10, 5)), 0), 0);
+    assert_eq!(word(&c.nfs(7, &write_args(&ro, 2 * B, 2, b"x")), 0), 13, "ACCES");
+    assert_eq!(word(&c.nfs(21, &read_args(&ro, 0, 0)), 0), 13, "ACCES");
 
     // Not this viod's block, or across a block: NFS3ERR_INVAL.
     let r = c.nfs(6, &read_args(&fh, 0, 10));

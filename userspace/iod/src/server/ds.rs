@@ -36,6 +36,11 @@ const MAX_RECORD: usize = ds3::MAX_IO as usize + 4096;
 const REPLY_HEADER: usize = 64;
 /// How often blocked threads look at the stop flag.
 const POLL: Duration = Duration::from_millis(200);
+/// A connection silent for this long is closed (a client reconnects).
+const IDLE: Duration = Duration::from_secs(300);
+/// Buffers larger than this are given back after each call: an idle
+/// connection holds little memory.
+const KEEP: usize = 256 << 10;
 
 /// Accepts connections until `stop` is set, each served by a thread.
 pub(super) fn accept_loop(listener: TcpListener, sh: Arc<Shared>, verifier: [u8; 8], stop: Arc<AtomicBool>) {
@@ -83,9 +88,11 @@ pub(super) fn accept_loop(listener: TcpListener, sh: Arc<Shared>, verifier: [u8;
 }
 
 /// Reads exactly `buf.len()` bytes, looking at `stop` while waiting;
-/// `Ok(false)` on a clean end of stream before the first byte.
+/// `Ok(false)` on a clean end of stream, or after [`IDLE`] of silence,
+/// before the first byte.
 fn read_full(s: &mut TcpStream, buf: &mut [u8], stop: &AtomicBool) -> io::Result<bool> {
     let mut got = 0;
+    let since = std::time::Instant::now();
     while got < buf.len() {
         if stop.load(Ordering::Relaxed) {
             return Err(io::Error::other("stopping"));
@@ -94,7 +101,11 @@ fn read_full(s: &mut TcpStream, buf: &mut [u8], stop: &AtomicBool) -> io::Result
             Ok(0) if got == 0 => return Ok(false),
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(n) => got += n,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                if got == 0 && since.elapsed() > IDLE {
+                    return Ok(false);
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
@@ -132,8 +143,10 @@ fn serve(mut s: TcpStream, sh: &Shared, verifier: [u8; 8], stop: &AtomicBool) ->
     // The address the client reached: the one its handles are for.
     let server = s.local_addr()?;
     let mut rec = Vec::new();
-    let mut out = vec![0u8; REPLY_HEADER + ds3::MAX_IO as usize + 4];
+    let mut out = Vec::new();
     while read_record(&mut s, &mut rec, stop)? {
+        // Room for the largest reply to this record (a READ's data).
+        out.resize(REPLY_HEADER + reply_data_len(&rec), 0);
         let Some(n) = answer(sh, &server, verifier, &rec, &mut out) else {
             Stats::add(&sh.stats.malformed, 1);
             return Err(io::Error::new(io::ErrorKind::InvalidData, "not an RPC call"));
@@ -141,8 +154,22 @@ fn serve(mut s: TcpStream, sh: &Shared, verifier: [u8; 8], stop: &AtomicBool) ->
         let mark = 0x8000_0000u32 | n as u32;
         s.write_all(&mark.to_be_bytes())?;
         s.write_all(&out[..n])?;
+        for b in [&mut rec, &mut out] {
+            if b.capacity() > KEEP {
+                b.clear();
+                b.shrink_to(KEEP);
+            }
+        }
     }
     Ok(())
+}
+
+/// The most data a reply to `rec` carries: a READ's count (capped), else 0.
+fn reply_data_len(rec: &[u8]) -> usize {
+    match ds3::decode_call(rec).map(|(c, args)| (c, ds3::decode_args(c.proc_, args))) {
+        Ok((_, Ok(Some(Args::Read { count, .. })))) => count.min(ds3::MAX_IO) as usize + 4,
+        _ => 0,
+    }
 }
 
 /// The reply to one call, written into `out` (its length); `None` if the
@@ -241,7 +268,9 @@ fn read(
     // short, with EOF, as O_DIRECT readers need; holes before are zeros.
     let len = sh.store.len(&h.key).map_err(|e| store_status(sh, &e))?;
     let n = len.saturating_sub(local).min(u64::from(count)) as usize;
-    let eof = local + n as u64 >= len;
+    // Only a short READ is at the file's end: a full one that reaches the
+    // local end may be followed by other viods' blocks.
+    let eof = n < count as usize;
     let mut data = vec![0u8; n];
     sh.store.read(&h.key, local, &mut data).map_err(|e| store_status(sh, &e))?;
     Stats::add(&sh.stats.bytes_read, n as u64);
@@ -266,6 +295,9 @@ fn write(
     w: &mut Writer<'_>,
 ) -> Result<(), Nfsstat3> {
     let (h, local) = open_handle(sh, server, fh, offset, data.len() as u64)?;
+    if h.read_only {
+        return Err(Nfsstat3::Acces);
+    }
     let end = local.checked_add(data.len() as u64).ok_or(Nfsstat3::Inval)?;
     if end > sh.max_file_size {
         return Err(Nfsstat3::Nospc);
@@ -290,6 +322,9 @@ fn commit(
         Nfsstat3::Badhandle
     })?;
     h.check_epoch(0).map_err(|_| Nfsstat3::Stale)?;
+    if h.read_only {
+        return Err(Nfsstat3::Acces);
+    }
     // The whole local file: a commit's range maps to every block of it.
     sh.store.commit(&h.key).map_err(|e| store_status(sh, &e))?;
     ds3::encode_commit_ok(w, verifier).map_err(|_| Nfsstat3::Serverfault)
