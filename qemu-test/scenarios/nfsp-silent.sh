@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 # Silent iods do not slow the other exports: with every iod stopped
 # (SIGSTOP) and 12 reads of an nfsp file pending, reads of the plain export
-# served by the same nfsd threads stay within 1.5x of normal. Once an iod
+# served by the same nfsd threads stay within 1 s of normal. Once an iod
 # has left a request unanswered, requests that need it fail at once
 # (NFS3ERR_JUKEBOX; the client retries) but for one short probe a second,
 # instead of each holding an nfsd thread for its 3.5 s of rounds on every
@@ -58,8 +58,10 @@ for i in 1 2 3 4 5 6; do
 	sleep 1
 done
 kill -CONT "${pids[@]}"
-check "plain reads during the outage: worst $worst ms <= 1.5 x the worst normal ($normal ms)" \
-	test $((worst * 2)) -le $((normal * 3))
+# Held threads cost whole 500 ms rounds whatever the VM's speed (without
+# failing fast: +2210 ms); a slow VM stretches both figures alike.
+check "plain reads during the outage: worst $worst ms <= 1 s over the worst normal ($normal ms)" \
+	test $((worst - normal)) -le 1000
 timeouts() {
 	on meta "$top/target/release/iodctl" list --json | /usr/bin/python3 -c '
 import json, sys
