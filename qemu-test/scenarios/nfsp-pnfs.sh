@@ -25,12 +25,13 @@ all_bytes() {
 	local h
 	for h in meta $(seq -f iod%g 1 "$IODS"); do printf '%s ' "$(if_bytes "$h")"; done
 }
-# mountstats counter of an operation on the pNFS mount: its call count.
-op_count() {
-	on client1 awk -v m="$mnt" -v op="$1:" '
+# op_count_on CLIENT OP: the calls of OP on CLIENT's pNFS mount (mountstats).
+op_count_on() {
+	on "$1" awk -v m="$mnt" -v op="$2:" '
 		$1 == "device" { here = ($5 == m) }
 		here && $1 == op { print $2; exit }' /proc/self/mountstats
 }
+op_count() { op_count_on client1 "$1"; }
 
 size=$((32 * 1024 * 1024))
 random_file /tmp/pnfs-src "$size"
@@ -102,12 +103,6 @@ check "client1 rewrites the start of the file" \
 	on client1 dd if=/tmp/pnfs-new of="$mnt/big" bs=1M conv=fsync,notrunc status=none
 { cat /tmp/pnfs-new; tail -c +$((5 * 1024 * 1024 + 1)) /tmp/pnfs-src; } > /tmp/pnfs-want
 check "client2 sees the new content" on client2 cmp /tmp/pnfs-want "$mnt/big"
-# op_count_on CLIENT OP: like op_count, on CLIENT.
-op_count_on() {
-	on "$1" awk -v m="$mnt" -v op="$2:" '
-		$1 == "device" { here = ($5 == m) }
-		here && $1 == op { print $2; exit }' /proc/self/mountstats
-}
 two_readers() {
 	local a b
 	timeout 60 on client1 cmp /tmp/pnfs-want "$mnt/big" & a=$!
