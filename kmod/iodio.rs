@@ -652,9 +652,11 @@ impl FileIo<'_> {
         })
     }
 
-    /// Cuts (or extends with zeros) the file's data to the real size `size`.
-    pub(crate) fn truncate(&self, size: u64) -> Result {
-        self.set_local_lengths(size, false)
+    /// Cuts (or extends with zeros) the file's data to the real size
+    /// `size`; the iods refuse data-server filehandles of a layout epoch
+    /// below `layout_epoch` from then on.
+    pub(crate) fn truncate(&self, size: u64, layout_epoch: u32) -> Result {
+        self.set_local_lengths(size, false, layout_epoch)
     }
 
     /// The file grew to `size` (a write past its end, or clients' writes
@@ -663,16 +665,24 @@ impl FileIo<'_> {
     /// file exactly, as a pNFS data server must (a READ there is short,
     /// with EOF).
     pub(crate) fn grow(&self, size: u64) -> Result {
-        self.set_local_lengths(size, true)
+        self.set_local_lengths(size, true, 0)
     }
 
-    fn set_local_lengths(&self, size: u64, extend_only: bool) -> Result {
+    /// Fences the data-server filehandles of a layout epoch below
+    /// `layout_epoch` on every iod of the file, which has size `size`
+    /// (its data stays as it is).
+    pub(crate) fn fence(&self, size: u64, layout_epoch: u32) -> Result {
+        self.set_local_lengths(size, true, layout_epoch)
+    }
+
+    fn set_local_lengths(&self, size: u64, extend_only: bool, layout_epoch: u32) -> Result {
         self.broadcast(MsgType::Truncate, |v, chain| {
             let new_len = self.layout.local_len(v, size).map_err(|_| EINVAL)?;
             Ok(Body::Truncate(wire::Truncate {
                 key: self.key,
                 new_len,
                 extend_only,
+                layout_epoch,
                 chain,
             }))
         })

@@ -75,6 +75,7 @@ struct Counters {
     truncates: Atomic<u64>,
     deletions_queued: Atomic<u64>,
     layouts: Atomic<u64>,
+    fences: Atomic<u64>,
     failures: Atomic<u64>,
 }
 
@@ -181,6 +182,20 @@ fn create_header_locked(net: NetRef, dentry: &Dentry<'_>) -> Result<Option<MetaH
     let r = dentry.create_header(buf.get(..n).ok_or(EINVAL)?);
     st.count(&st.counters.creates, r)?;
     Ok(Some(header))
+}
+
+/// Raises the layout epoch in the header of a file whose inode the caller
+/// has locked, and returns it: data-server filehandles minted before are
+/// to be refused by the iods.
+fn raise_layout_epoch(dentry: &Dentry<'_>, header: &MetaHeader) -> Result<u32> {
+    let raised = MetaHeader {
+        layout_epoch: header.layout_epoch.checked_add(1).ok_or(EOVERFLOW)?,
+        ..*header
+    };
+    let mut buf = [0u8; HEADER_LEN];
+    let n = raised.encode(&mut buf).map_err(|_| EINVAL)?;
+    dentry.replace_header(buf.get(..n).ok_or(EINVAL)?)?;
+    Ok(raised.layout_epoch)
 }
 
 fn key_of(dentry: &Dentry<'_>, header: &MetaHeader) -> FileKey {
@@ -302,14 +317,21 @@ impl ffi::Hooks for Nfsp {
             return Ok(());
         };
         let key = key_of(dentry, &header);
+        let current = dentry.size();
         // Growing never cuts: clients writing through layouts may have
-        // data on the iods past the size the meta-file has yet.
-        let grows = size > dentry.size();
+        // data on the iods past the size the meta-file has yet. Cutting
+        // fences the layouts out: a late write through one would put back
+        // data past the cut.
+        let epoch = if size < current {
+            raise_layout_epoch(dentry, &header)?
+        } else {
+            0
+        };
         let r = with_data(net, key, &header, |io| {
-            if grows {
+            if size > current {
                 io.grow(size)
             } else {
-                io.truncate(size)
+                io.truncate(size, epoch)
             }
         });
         st.count(&st.counters.truncates, r)
@@ -386,11 +408,32 @@ impl ffi::Hooks for Nfsp {
         };
         let layout = header.layout().map_err(|_| EIO)?;
         let key = key_of(dentry, &header);
-        let r = pnfs::layout(&st.table(net), key, layout, iomode, fsid_idx, client, buf);
+        let r = pnfs::layout(
+            &st.table(net),
+            key,
+            layout,
+            header.layout_epoch,
+            iomode,
+            fsid_idx,
+            client,
+            buf,
+        );
         if r.is_ok() {
             st.counters.layouts.add(1u64, Relaxed);
         }
         r
+    }
+
+    fn fence(net: NetRef, dentry: &Dentry<'_>) -> Result {
+        let st = state()?;
+        let r = dentry.locked(|| {
+            let header = header_of(dentry)?;
+            let epoch = raise_layout_epoch(dentry, &header)?;
+            with_data(net, key_of(dentry, &header), &header, |io| {
+                io.fence(dentry.size(), epoch)
+            })
+        });
+        st.count(&st.counters.fences, r)
     }
 
     fn device(net: NetRef, device: u32, buf: &mut [u8]) -> Result<usize> {
@@ -479,7 +522,7 @@ fn stats(st: &State, table: &Table, out: &mut AnswerBuf<'_>) {
     let sign_id = keys.and_then(|k| k.signing().map(|k| k.id()));
     let accept_id = keys.and_then(|k| k.accepted().map(|k| k.id()));
     let space = viod::space(table).unwrap_or_default();
-    let lines: [(&str, u64); 17] = [
+    let lines: [(&str, u64); 18] = [
         ("keys_loaded", u64::from(keys.is_some())),
         ("key_sign_id", u64::from(sign_id.unwrap_or(0))),
         ("key_accept_id", u64::from(accept_id.unwrap_or(0))),
@@ -492,6 +535,7 @@ fn stats(st: &State, table: &Table, out: &mut AnswerBuf<'_>) {
         ("deletions_queued", c.deletions_queued.load(Relaxed)),
         ("deletions_pending", pending),
         ("layouts", c.layouts.load(Relaxed)),
+        ("fences", c.fences.load(Relaxed)),
         ("deletions_pending_bytes", pending_bytes),
         ("failures", c.failures.load(Relaxed)),
         ("space_total", space.total),
@@ -532,6 +576,7 @@ impl kernel::InPlaceModule for NfspKnfsd {
                     truncates: Atomic::new(0),
                     deletions_queued: Atomic::new(0),
                     layouts: Atomic::new(0),
+                    fences: Atomic::new(0),
                     failures: Atomic::new(0),
                 },
             }),

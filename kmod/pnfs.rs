@@ -6,13 +6,20 @@
 //! A layout covers the whole file: stripe unit = the file's block size,
 //! the data servers of a mirror = the file's viods in stripe order (block
 //! `n` on stripe position `n % W`, the very map of `proto::stripe`), the
-//! mirrors = the viods' members (a client writes every mirror, reads one).
+//! mirrors = the viods' members (a client reads one of them; read-write
+//! layouts only where each viod has one member, see [`layout`]).
 //! Each data server gets a filehandle ([`DsHandle`]) naming the file, its
 //! layout and that server's viod, tagged with the cluster key for that
 //! iod's address (read only for a READ layout). Layouts are only handed
 //! out while every member of the file's viods is up and answering, and
 //! every viod has as many members: a member that is down or re-syncing
 //! must get every write, which only I/O through the meta-server ensures.
+//!
+//! Fencing: the handles carry the file's layout epoch (in its header).
+//! Cutting the file, or nfsd fencing a client that did not give back a
+//! recalled layout, raises it and has every iod of the file refuse the
+//! handles minted before (NFS3ERR_STALE: the client asks for a new
+//! layout), so no write through an old layout lands afterwards.
 
 use kernel::prelude::*;
 
@@ -32,7 +39,8 @@ const DS_IO_SIZE: u32 = 1 << 20;
 const IOMODE_READ: u32 = 1;
 
 /// Encodes the layout of the file `key` with `layout` and `iomode` into
-/// `buf`, for a client whose implementation name is `client`. `EAGAIN` while there are
+/// `buf`, for a client whose implementation name is `client`; its
+/// data-server filehandles are of `epoch` (the header's layout epoch). `EAGAIN` while there are
 /// no keys; `EOPNOTSUPP` (the client does its I/O through the meta-server)
 /// for a client the table's rule gives no such layout, or while a member
 /// of one of the file's viods cannot serve clients.
@@ -40,6 +48,7 @@ pub(crate) fn layout(
     table: &Table,
     key: FileKey,
     layout: StripeLayout,
+    epoch: u32,
     iomode: u32,
     fsid_idx: u64,
     client: &[u8],
@@ -65,6 +74,13 @@ pub(crate) fn layout(
         }
     }
     let mirrors = mirrors.ok_or(EOPNOTSUPP)?;
+    // A client that dies between the mirrors of a write leaves the members
+    // different, and nothing re-syncs them yet: replicated viods are
+    // written through the meta-server (its replica chains), only read
+    // through layouts.
+    if mirrors > 1 && iomode != IOMODE_READ {
+        return Err(EOPNOTSUPP);
+    }
     let stripe_unit = u64::from(layout.block_size);
     ffl::encode_layout(buf, fsid_idx, stripe_unit, mirrors, width, |m, j| {
         let viod = viod_at(j);
@@ -76,7 +92,7 @@ pub(crate) fn layout(
             key,
             layout,
             viod,
-            epoch: 0,
+            epoch,
             read_only: iomode == IOMODE_READ,
         };
         let mut fh = [0u8; DS_FH_LEN];

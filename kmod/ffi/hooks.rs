@@ -93,6 +93,9 @@ pub(crate) trait Hooks {
         client: &[u8],
         buf: &mut [u8],
     ) -> Result<usize>;
+    /// nfsd gave up recalling a layout of the file from a client: the
+    /// iods must refuse every data-server filehandle handed out so far.
+    fn fence(net: NetRef, dentry: &Dentry<'_>) -> Result;
     /// The `ff_device_addr4` of `device`, encoded into `buf`; its length
     /// (`ENOENT`: no such device any more).
     fn device(net: NetRef, device: u32, buf: &mut [u8]) -> Result<usize>;
@@ -248,6 +251,14 @@ impl<T: Hooks> Trampolines<T> {
         to_ssize(T::layout(NetRef(net), &d, iomode, fsid_idx, client, buf))
     }
 
+    unsafe extern "C" fn fence(net: *mut bindings::net, dentry: *mut bindings::dentry) -> c_int {
+        let d = Dentry {
+            dentry,
+            _borrow: PhantomData,
+        };
+        from_result(|| T::fence(NetRef(net), &d).map(|()| 0))
+    }
+
     unsafe extern "C" fn getdeviceinfo(
         net: *mut bindings::net,
         device: u32,
@@ -284,6 +295,7 @@ impl<T: Hooks> Trampolines<T> {
         unlink_finish: Some(Self::unlink_finish),
         statfs: Some(Self::statfs),
         layoutget: Some(Self::layoutget),
+        fence: Some(Self::fence),
         getdeviceinfo: Some(Self::getdeviceinfo),
         control: Some(Self::control),
     };

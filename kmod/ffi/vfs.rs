@@ -80,6 +80,15 @@ impl Dentry<'_> {
 
     /// Creates the header attribute; `EEXIST` if the file has one.
     pub(crate) fn create_header(&self, value: &[u8]) -> Result {
+        self.set_header(value, bindings::XATTR_CREATE)
+    }
+
+    /// Replaces the header attribute; `ENODATA` if the file has none.
+    pub(crate) fn replace_header(&self, value: &[u8]) -> Result {
+        self.set_header(value, bindings::XATTR_REPLACE)
+    }
+
+    fn set_header(&self, value: &[u8], flags: u32) -> Result {
         // SAFETY: as for `get_header`; `nop_mnt_idmap` is the identity
         // mapping, correct for a kernel-internal write.
         to_result(unsafe {
@@ -90,7 +99,7 @@ impl Dentry<'_> {
                 HEADER_XATTR.as_char_ptr(),
                 value.as_ptr().cast(),
                 value.len(),
-                bindings::XATTR_CREATE as c_int,
+                flags as c_int,
             )
         })
     }

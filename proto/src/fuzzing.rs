@@ -728,6 +728,7 @@ fn wire_seed_messages(f: &mut dyn FnMut(&str, &Message<'_>)) {
                 key,
                 new_len: 200_000,
                 extend_only: false,
+                layout_epoch: 2,
                 chain: chain(List::Items(&[])),
             }),
         ),
@@ -1000,6 +1001,7 @@ fn metafile_seeds() -> Vec<Seed> {
             "one-viod",
             MetaHeader {
                 real_size: 12_345,
+                layout_epoch: 3,
                 ..MetaHeader::new(1, 1, 0)
             },
         ),

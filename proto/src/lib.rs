@@ -72,7 +72,7 @@
 //! | READ_REPLY (2) | status u8, 0 × 3, data len u32, data |
 //! | WRITE (3) | key, local offset u64, chain, data len u32, data |
 //! | COMMIT (4) | key, chain |
-//! | TRUNCATE (5) | key, new local length u64, flags u8 (bit 0: extend only, never cut), 0 × 3, chain |
+//! | TRUNCATE (5) | key, new local length u64, flags u8 (bit 0: extend only, never cut), 0 × 3, layout epoch u32 (pNFS fencing, 0: unchanged), chain |
 //! | UNLINK (6) | count u16 (<= 256), 0u16, keys |
 //! | ACK (7) | acked type u8, status u8 (9 = stale instance, 10 = refused by address rules), 0u16, value u64 (bytes written / new length / files removed) |
 //! | PING (8) | 128 zero bytes (longer than a PONG body: no amplification) |

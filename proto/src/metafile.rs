@@ -5,7 +5,10 @@
 //! the real size as its own size, so the local file system keeps the live
 //! size (crash-consistent, and right in every attribute nfsd returns);
 //! `real_size` below is the size when the header was written (0 at
-//! creation), a recovery aid, not the live size.
+//! creation), a recovery aid, not the live size. `layout_epoch` fences
+//! pNFS data-server filehandles: the module raises it when the file
+//! shrinks or a client holding a layout is fenced, and the iods refuse
+//! handles minted before (0 in files older than pNFS).
 //! Fixed [`HEADER_LEN`] bytes, little-endian:
 //!
 //! | off | len | field |
@@ -18,7 +21,7 @@
 //! | 20  | 4   | first viod (< W) |
 //! | 24  | 8   | seed |
 //! | 32  | 8   | real size |
-//! | 40  | 4   | reserved (0) |
+//! | 40  | 4   | layout epoch |
 //! | 44  | 4   | CRC32C of bytes 0..44 |
 
 use super::codec::{Reader, Writer};
@@ -63,6 +66,8 @@ pub struct MetaHeader {
     pub seed: u64,
     /// Size when the header was written (the live size is the meta-file's).
     pub real_size: u64,
+    /// Epoch of the data-server filehandles minted for this file.
+    pub layout_epoch: u32,
 }
 
 impl MetaHeader {
@@ -75,6 +80,7 @@ impl MetaHeader {
             first_viod,
             seed,
             real_size: 0,
+            layout_epoch: 0,
         }
     }
 
@@ -101,7 +107,7 @@ impl MetaHeader {
         w.u32_le(self.first_viod)?;
         w.u64_le(self.seed)?;
         w.u64_le(self.real_size)?;
-        w.u32_le(0)?;
+        w.u32_le(self.layout_epoch)?;
         let crc = crc32c(w.written());
         w.u32_le(crc)?;
         Ok(HEADER_LEN)
@@ -133,12 +139,9 @@ impl MetaHeader {
         let first_viod = r.u32_le()?;
         let seed = r.u64_le()?;
         let real_size = r.u64_le()?;
-        let reserved = r.u32_le()?;
+        let layout_epoch = r.u32_le()?;
         if flags != 0 {
             return Err(ProtoError::InvalidField("flags"));
-        }
-        if reserved != 0 {
-            return Err(ProtoError::InvalidField("reserved"));
         }
         validate_layout(block_size, width, first_viod)?;
         Ok(MetaHeader {
@@ -148,6 +151,7 @@ impl MetaHeader {
             first_viod,
             seed,
             real_size,
+            layout_epoch,
         })
     }
 }
@@ -164,6 +168,7 @@ mod tests {
             first_viod: 3,
             seed: 0x1234_5678_9abc_def0,
             real_size: 0x42_4242_4242,
+            layout_epoch: 7,
         }
     }
 
@@ -235,9 +240,10 @@ mod tests {
             Err(ProtoError::InvalidField("first_viod"))
         );
         assert_eq!(with(|b| b[10] = 1), Err(ProtoError::InvalidField("flags")));
+        // Any layout epoch is valid (it only ever grows).
         assert_eq!(
-            with(|b| b[40] = 1),
-            Err(ProtoError::InvalidField("reserved"))
+            with(|b| b[43] = 0xff).map(|h| h.layout_epoch),
+            Ok(0xff00_0007)
         );
         let mut h = sample();
         h.width = 0;

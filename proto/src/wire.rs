@@ -11,8 +11,8 @@ use super::filekey::{FileKey, FILE_KEY_LEN};
 
 /// `b"NFSP"` read as a little-endian u32.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"NFSP");
-/// Protocol version (2: authenticated header).
-pub const VERSION: u8 = 3;
+/// Protocol version (2: authenticated header; 4: TRUNCATE fences).
+pub const VERSION: u8 = 4;
 /// Largest UDP payload over IPv4.
 pub const MAX_DATAGRAM: usize = 65507;
 /// Largest data payload of one message (READ total, READ_REPLY, WRITE).
@@ -614,6 +614,10 @@ pub struct Truncate<'a> {
     /// Only make a shorter local file that long, never cut a longer one
     /// (a file grew: every iod's local length must follow its size).
     pub extend_only: bool,
+    /// pNFS fencing: the iod refuses the file's data-server filehandles of
+    /// an older layout epoch from now on (it keeps the highest it was
+    /// given; 0 changes nothing).
+    pub layout_epoch: u32,
     /// Replica chain.
     pub chain: Chain<'a>,
 }
@@ -1113,6 +1117,7 @@ impl<'a> Message<'a> {
                 w.u64_le(t.new_len)?;
                 w.u8(u8::from(t.extend_only))?;
                 w.zeros(3)?;
+                w.u32_le(t.layout_epoch)?;
                 t.chain.encode(&mut w)?;
             }
             Body::Unlink(u) => {
@@ -1251,10 +1256,12 @@ impl<'a> Message<'a> {
                 if r.bytes(3)?.iter().any(|b| *b != 0) {
                     return Err(ProtoError::InvalidField("reserved"));
                 }
+                let layout_epoch = r.u32_le()?;
                 Body::Truncate(Truncate {
                     key,
                     new_len,
                     extend_only,
+                    layout_epoch,
                     chain: Chain::decode(&mut r)?,
                 })
             }
@@ -1569,6 +1576,7 @@ mod tests {
                 key: KEY,
                 new_len: 77,
                 extend_only: true,
+                layout_epoch: 0x0102_0304,
                 chain,
             }),
         ));

@@ -201,7 +201,7 @@ proptest! {
 
     #[test]
     fn metafile_rt(seed in any::<u64>(), size in any::<u64>(), bs in 1u32..=256, l in layout()) {
-        let h = MetaHeader { flags: 0, block_size: bs * 4096, width: l.width, first_viod: l.first_viod, seed, real_size: size };
+        let h = MetaHeader { flags: 0, block_size: bs * 4096, width: l.width, first_viod: l.first_viod, seed, real_size: size, layout_epoch: size as u32 };
         let mut b = [0u8; 48];
         h.encode(&mut b).unwrap();
         prop_assert_eq!(MetaHeader::decode(&b).unwrap(), h);
@@ -265,7 +265,7 @@ proptest! {
             Body::Read(wire::Read { key: k, local_offset: off, len: 100, routes: List::Items(&hops), reply, gathered: &data }),
             Body::Write(wire::Write { key: k, local_offset: off, chain, data: &data }),
             Body::Commit(wire::Commit { key: k, chain }),
-            Body::Truncate(wire::Truncate { key: k, new_len: off, extend_only: off % 2 == 0, chain }),
+            Body::Truncate(wire::Truncate { key: k, new_len: off, extend_only: off % 2 == 0, layout_epoch: off as u32, chain }),
             Body::Unlink(wire::Unlink { keys: List::Items(&keys) }),
             Body::ReadReply(wire::ReadReply { status: wire::Status::Busy, data: &data }),
         ];

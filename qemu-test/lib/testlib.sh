@@ -37,3 +37,14 @@ now_ms() {
 	read -r up _ < /proc/uptime
 	echo $(( ${up%.*} * 1000 + 10#${up#*.} * 10 ))
 }
+
+# retry SECONDS CMD...: run CMD every 0.2 s until it succeeds (status 0)
+# or SECONDS have passed (its last status).
+retry() {
+	local end=$(($(now_ms) + $1 * 1000))
+	shift
+	until "$@"; do
+		[ "$(now_ms)" -lt "$end" ] || return 1
+		sleep 0.2
+	done
+}

@@ -157,6 +157,49 @@ width_one() {
 }
 check "a file of width 1 is written and read (O_DIRECT) through its one data server" width_one
 
+# Fencing. client1 writes a file and keeps it open (a read-write layout
+# out) while client2 cuts it: client1's layout is recalled (LAYOUTRETURN)
+# and the file's layout epoch raised, so that a WRITE with a data-server
+# filehandle seen on the storage network before the cut (a client's late
+# write, or anyone replaying it) gets NFS3ERR_STALE and lands nowhere.
+fsize=$((4 * 1024 * 1024))
+random_file /tmp/pnfs-fence "$fsize"
+on iod1 dumpcap -q -i eth0 -f "tcp dst port 7000" -P -w /tmp/pnfs-fence.pcap 2> /tmp/pnfs-dumpcap.log &
+capture=$!
+for _ in $(seq 50); do grep -q "Capturing on" /tmp/pnfs-dumpcap.log && break; sleep 0.2; done
+on client1 sh -c "exec 3> $mnt/fence; dd if=/tmp/pnfs-fence bs=1M conv=fsync status=none >&3; exec sleep 30" &
+holder=$!
+wrote() { test "$(stat -c %s /srv/nfsp-pnfs/fence 2> /dev/null)" = "$fsize"; }
+check "client1 wrote a file through layouts and keeps it open" retry 60 wrote
+kill "$capture"
+wait "$capture" 2> /dev/null
+# A WRITE client1 sent iod1 past the first MiB: its filehandle and offset.
+ds_write=$(tshark -r /tmp/pnfs-fence.pcap -o rpc.find_fragment_start:TRUE -d tcp.port==7000,rpc \
+	-Y "nfs.procedure_v3 == 7 && nfs.offset3 >= 2097152" -T fields -e nfs.fhandle -e nfs.offset3 2> /dev/null |
+	head -n 1)
+fh=${ds_write%%$'\t'*} at=${ds_write##*$'\t'}
+echo "captured on iod1: a WRITE at $at with a ${#fh}-digit filehandle"
+replay() { # replay BYTE: that WRITE of 4 KiB of BYTE from client2; prints the NFSv3 status
+	on client2 /usr/bin/python3 "$top/qemu-test/lib/ds-write.py" "$(host_addr iod1)" 7000 "$fh" "$at" 4096 "$1"
+}
+check "the captured filehandle writes on iod1 before the cut" test "$(replay 0x55)" = 0
+r0=$(op_count_on client1 LAYOUTRETURN)
+check "client2 cuts the file to 1 MiB" on client2 truncate -s 1M "$mnt/fence"
+returned() { test "$(op_count_on client1 LAYOUTRETURN)" -gt "$r0"; }
+check "client1's layout was recalled: it gave it back (LAYOUTRETURN)" retry 20 returned
+check "the same WRITE after the cut: NFS3ERR_STALE" test "$(replay 0xaa)" = 70
+kill "$holder" 2> /dev/null
+wait "$holder" 2> /dev/null
+zeros_after_cut() {
+	on client2 truncate -s "$fsize" "$mnt/fence" &&
+		on client2 cmp -n 1048576 /tmp/pnfs-fence "$mnt/fence" &&
+		test "$(on client2 tail -c +1048577 "$mnt/fence" | tr -d '\0' | wc -c)" = 0
+}
+check "nothing landed: past the cut the file reads as zeros" zeros_after_cut
+check "new layouts (of the new epoch) write and read the file" sh -c \
+	"on client1 dd if=/tmp/pnfs-fence of=$mnt/fence bs=1M conv=fsync status=none &&
+	 on client2 cmp /tmp/pnfs-fence $mnt/fence"
+
 # An admin rule refuses layouts: the clients still read and write, through
 # the meta-server.
 off_rule() {

@@ -250,9 +250,14 @@ impl Server {
         })?;
         let instance = nfsp_keys::random_nonzero_u64().map_err(io_step("random instance"))?;
         let ds = match cfg.ds_listen {
-            Some(addr) => Some(
-                TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?,
-            ),
+            Some(addr) => {
+                // Fencing keeps layout epochs in extended attributes.
+                store.check_epochs().map_err(|source| ServerError::DataDir {
+                    path: cfg.data_dir.clone(),
+                    source,
+                })?;
+                Some(TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?)
+            }
             None => None,
         };
         Ok(Server {
@@ -753,9 +758,9 @@ fn handle(mut cx: Ctx<'_>, msg: &Message<'_>, sbuf: &mut [u8]) {
                 too_big(&cx, msg.id, op, t.new_len, answer_to, sbuf)
             } else {
                 let res = if t.extend_only {
-                    sh.store.extend(&t.key, t.new_len)
+                    sh.store.extend(&t.key, t.new_len, t.layout_epoch)
                 } else {
-                    sh.store.truncate(&t.key, t.new_len)
+                    sh.store.truncate(&t.key, t.new_len, t.layout_epoch)
                 };
                 let fwd = |chain| Body::Truncate(Truncate { chain, ..*t });
                 chain_step(&cx, msg, res, t.new_len, &t.chain, fwd, sbuf)
@@ -851,6 +856,8 @@ fn status_of(e: &crate::store::StoreError) -> Status {
             _ => Status::Io,
         },
         crate::store::StoreError::Key(_) => Status::Invalid,
+        // Only data-server filehandles carry epochs.
+        crate::store::StoreError::Fenced { .. } => Status::Invalid,
     }
 }
 

@@ -27,6 +27,63 @@ pub enum StoreError {
     /// The key could not be turned into a path (cannot happen).
     #[error("bad file key: {0}")]
     Key(nfsp_proto::ProtoError),
+    /// A pNFS data-server filehandle of a layout epoch the file left.
+    #[error("filehandle of layout epoch {handle}, fenced at {current}")]
+    Fenced {
+        /// The handle's epoch.
+        handle: u32,
+        /// The local file's epoch.
+        current: u32,
+    },
+}
+
+/// Extended attribute of a local file holding its layout epoch (u32 LE,
+/// absent = 0): the pNFS data server refuses filehandles minted before it.
+const EPOCH_XATTR: &str = "user.nfsp.layout_epoch";
+
+/// A new file in `dir` with a name of its own.
+fn tempfile_in(dir: &Path) -> io::Result<(File, PathBuf)> {
+    let p = dir.join(format!(".epoch-probe-{}", std::process::id()));
+    let f = OpenOptions::new().write(true).create(true).truncate(true).open(&p)?;
+    Ok((f, p))
+}
+
+/// The layout epoch of an open local file.
+fn epoch_of(f: &File, p: &Path) -> Result<u32, StoreError> {
+    let mut b = [0u8; 4];
+    match rustix::fs::fgetxattr(f, EPOCH_XATTR, &mut b[..]) {
+        Ok(4) => Ok(u32::from_le_bytes(b)),
+        Ok(_) => Err(io_err(
+            "getxattr",
+            p,
+            io::Error::new(ErrorKind::InvalidData, "layout epoch is not 4 bytes"),
+        )),
+        Err(rustix::io::Errno::NODATA) => Ok(0),
+        Err(e) => Err(io_err("getxattr", p, e.into())),
+    }
+}
+
+/// Raises the layout epoch of an open local file to `epoch` (never
+/// lowers it), durably: an iod that restarts keeps refusing fenced handles.
+fn raise_epoch(f: &File, p: &Path, epoch: u32) -> Result<(), StoreError> {
+    if epoch <= epoch_of(f, p)? {
+        return Ok(());
+    }
+    rustix::fs::fsetxattr(f, EPOCH_XATTR, &epoch.to_le_bytes(), rustix::fs::XattrFlags::empty())
+        .map_err(|e| io_err("setxattr", p, e.into()))?;
+    f.sync_all().map_err(|e| io_err("fsync", p, e))
+}
+
+/// Refuses a handle of `epoch` for the file `f`.
+fn check_epoch(f: &File, p: &Path, epoch: u32) -> Result<(), StoreError> {
+    let current = epoch_of(f, p)?;
+    if epoch < current {
+        return Err(StoreError::Fenced {
+            handle: epoch,
+            current,
+        });
+    }
+    Ok(())
 }
 
 /// The data directory.
@@ -57,6 +114,20 @@ impl Store {
         Ok(Store {
             root: root.to_path_buf(),
             lengths: Arc::new(std::array::from_fn(|_| RwLock::new(()))),
+        })
+    }
+
+    /// Whether the data directory keeps layout epochs (user extended
+    /// attributes), which a pNFS data server needs to fence old handles.
+    pub fn check_epochs(&self) -> io::Result<()> {
+        let probe = tempfile_in(&self.root)?;
+        let r = rustix::fs::fsetxattr(&probe.0, EPOCH_XATTR, &[0; 4], rustix::fs::XattrFlags::empty());
+        let _ = fs::remove_file(&probe.1);
+        r.map_err(|e| {
+            io::Error::new(
+                io::Error::from(e).kind(),
+                format!("no user extended attributes ({e}): a data server cannot fence old layouts"),
+            )
         })
     }
 
@@ -143,10 +214,48 @@ impl Store {
 
     /// Write `data` at `offset` (creating file and directories).
     pub fn write(&self, key: &FileKey, offset: u64, data: &[u8]) -> Result<(), StoreError> {
+        self.write_fenced(key, offset, data, None)
+    }
+
+    /// Write `data` at `offset` for a data-server filehandle of layout
+    /// epoch `epoch` ([`StoreError::Fenced`] if the file left it).
+    pub fn write_at_epoch(
+        &self,
+        key: &FileKey,
+        offset: u64,
+        data: &[u8],
+        epoch: u32,
+    ) -> Result<(), StoreError> {
+        self.write_fenced(key, offset, data, Some(epoch))
+    }
+
+    fn write_fenced(
+        &self,
+        key: &FileKey,
+        offset: u64,
+        data: &[u8],
+        epoch: Option<u32>,
+    ) -> Result<(), StoreError> {
         let (f, p) = self.open_rw(key)?;
+        // Checked under the lock a fencing TRUNCATE holds exclusive: no
+        // write of a fenced handle lands after the TRUNCATE is answered.
         let _shared = self.length_lock(key).read().unwrap_or_else(|e| e.into_inner());
+        if let Some(epoch) = epoch {
+            check_epoch(&f, &p, epoch)?;
+        }
         f.write_all_at(data, offset)
             .map_err(|e| io_err("write", &p, e))
+    }
+
+    /// Refuses a data-server filehandle of layout epoch `epoch` for a file
+    /// that left it (a missing file is at epoch 0).
+    pub fn check_epoch(&self, key: &FileKey, epoch: u32) -> Result<(), StoreError> {
+        let p = self.path(key)?;
+        match File::open(&p) {
+            Ok(f) => check_epoch(&f, &p, epoch),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("open", &p, e)),
+        }
     }
 
     fn length_lock(&self, key: &FileKey) -> &RwLock<()> {
@@ -163,9 +272,12 @@ impl Store {
         }
     }
 
-    /// Set the local length (creating the file if missing).
-    pub fn truncate(&self, key: &FileKey, len: u64) -> Result<(), StoreError> {
+    /// Set the local length (creating the file if missing), after raising
+    /// its layout epoch to `epoch`.
+    pub fn truncate(&self, key: &FileKey, len: u64, epoch: u32) -> Result<(), StoreError> {
         let (f, p) = self.open_rw(key)?;
+        let _alone = self.length_lock(key).write().unwrap_or_else(|e| e.into_inner());
+        raise_epoch(&f, &p, epoch)?;
         f.set_len(len).map_err(|e| io_err("truncate", &p, e))
     }
 
@@ -180,10 +292,12 @@ impl Store {
     }
 
     /// Make the local file at least `len` long (a shorter one grows with
-    /// a hole; a longer one stays).
-    pub fn extend(&self, key: &FileKey, len: u64) -> Result<(), StoreError> {
+    /// a hole; a longer one stays), after raising its layout epoch to
+    /// `epoch`.
+    pub fn extend(&self, key: &FileKey, len: u64, epoch: u32) -> Result<(), StoreError> {
         let (f, p) = self.open_rw(key)?;
         let _alone = self.length_lock(key).write().unwrap_or_else(|e| e.into_inner());
+        raise_epoch(&f, &p, epoch)?;
         let cur = f.metadata().map_err(|e| io_err("stat", &p, e))?.len();
         if cur < len {
             f.set_len(len).map_err(|e| io_err("truncate", &p, e))?;
@@ -332,12 +446,35 @@ mod tests {
             s.spawn(|| {
                 for i in 0..n {
                     // Lengths the writer has passed or is about to reach.
-                    store.extend(&key, i * 4096 + 100).unwrap();
+                    store.extend(&key, i * 4096 + 100, 0).unwrap();
                 }
             });
         });
         let data = std::fs::read(store.path(&key).unwrap()).unwrap();
         assert_eq!(data.len() as u64, n * 4096);
         assert!(data.iter().all(|b| *b == 0xab), "a write was cut");
+    }
+
+    /// A fencing TRUNCATE raises the epoch durably; handles of an older
+    /// epoch can then neither write nor pass the check, newer ones can.
+    #[test]
+    fn fences_older_epochs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path()).unwrap();
+        let key = FileKey::new(4, 5, 6);
+        store.write_at_epoch(&key, 0, b"before", 0).unwrap();
+        store.truncate(&key, 3, 2).unwrap();
+        let fenced = |r: Result<(), StoreError>| matches!(r, Err(StoreError::Fenced { handle: 1, current: 2 }));
+        assert!(fenced(store.write_at_epoch(&key, 0, b"late", 1)));
+        assert!(fenced(store.check_epoch(&key, 1)));
+        store.write_at_epoch(&key, 3, b"new", 2).unwrap();
+        // Never lowered, and kept by a new Store (an iod restart).
+        store.extend(&key, 10, 1).unwrap();
+        let again = Store::new(dir.path()).unwrap();
+        assert!(fenced(again.check_epoch(&key, 1)));
+        again.check_epoch(&key, 3).unwrap();
+        assert_eq!(std::fs::read(store.path(&key).unwrap()).unwrap(), b"befnew\0\0\0\0");
+        // A file that does not exist yet is at epoch 0.
+        store.check_epoch(&FileKey::new(7, 8, 9), 0).unwrap();
     }
 }

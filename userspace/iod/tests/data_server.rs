@@ -204,3 +204,56 @@ fn serves_striped_reads_and_writes() {
     assert_eq!(junk.read(&mut b).unwrap_or(0), 0, "closed");
     assert!(c.nfs(0, &[]).is_empty());
 }
+
+/// A truncate from the meta-server that raises the file's layout epoch
+/// fences the data-server filehandles minted before: their READ, WRITE and
+/// COMMIT get NFS3ERR_STALE and write nothing, across an iod restart;
+/// handles of the new epoch are served.
+#[test]
+fn fences_handles_of_older_layout_epochs() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let o = Opts {
+        extra: vec!["--ds-listen".into(), ds.to_string()],
+        ..Opts::default()
+    };
+    let iod = spawn_iod_with(dir.path(), &o);
+    let sign = *test_keys().signing().unwrap();
+    let layout = StripeLayout::new(B as u32, 1, 0).unwrap();
+    let key = FileKey::new(3, 4, 5);
+    let handle = |epoch| {
+        let mut fh = [0u8; DS_FH_LEN];
+        DsHandle { key, layout, viod: 0, epoch, read_only: false }
+            .seal(&sign, &ds, &mut fh)
+            .unwrap();
+        fh
+    };
+    let (old, new) = (handle(0), handle(1));
+    let mut c = Rpc::connect(ds);
+    assert_eq!(word(&c.nfs(7, &write_args(&old, 0, 2, b"abcdef")), 0), 0, "before the fence");
+
+    let meta = common::meta::Meta::new("127.0.0.1:0".parse().unwrap(), vec![vec![iod.addr]], layout, key);
+    for ack in meta.truncate(3, 1) {
+        assert_eq!(ack.status, nfsp_proto::wire::Status::Ok);
+    }
+    const STALE: u32 = 70;
+    assert_eq!(word(&c.nfs(7, &write_args(&old, 0, 2, b"late")), 0), STALE, "WRITE");
+    assert_eq!(word(&c.nfs(6, &read_args(&old, 0, 3)), 0), STALE, "READ");
+    assert_eq!(word(&c.nfs(21, &read_args(&old, 0, 0)), 0), STALE, "COMMIT");
+    let local = {
+        let mut p = [0u8; nfsp_proto::filekey::LOCAL_PATH_LEN];
+        dir.path().join(key.write_local_path(&mut p).unwrap())
+    };
+    assert_eq!(std::fs::read(&local).unwrap(), b"abc", "nothing written");
+    assert_eq!(word(&c.nfs(7, &write_args(&new, 3, 2, b"XY")), 0), 0, "the new epoch");
+
+    // The epoch outlives the iod.
+    drop(c);
+    drop(iod);
+    let _iod = spawn_iod_with(dir.path(), &o);
+    let mut c = Rpc::connect(ds);
+    assert_eq!(word(&c.nfs(7, &write_args(&old, 0, 2, b"late")), 0), STALE, "after a restart");
+    let r = c.nfs(6, &read_args(&new, 0, 10));
+    assert_eq!((word(&r, 0), word(&r, 2)), (0, 5));
+    assert_eq!(&r[20..25], b"abcXY");
+}

@@ -190,7 +190,7 @@ fn three_iods_end_to_end() {
 
     // TRUNCATE to a size inside a block, then zeros past the cut.
     let cut = 2 * MIB + 12_345;
-    for ack in meta.truncate(cut) {
+    for ack in meta.truncate(cut, 0) {
         assert_eq!(ack.status, Status::Ok);
     }
     let f0 = std::fs::metadata(dirs[0].path().join(&rel)).unwrap().len();

@@ -135,6 +135,7 @@ fn every_type(
             key: K,
             new_len: 1 << 30,
             extend_only: false,
+            layout_epoch: 0,
             chain,
         }),
         Body::Unlink(Unlink {
@@ -460,6 +461,7 @@ fn rule2_instance_and_restart() {
             key: K,
             new_len: 5,
             extend_only: false,
+            layout_epoch: 0,
             chain: Chain {
                 origin: meta.addr,
                 members: List::Items(&[]),
@@ -980,6 +982,7 @@ fn rule5_max_file_size() {
                 key: K,
                 new_len,
                 extend_only: false,
+                layout_epoch: 0,
                 chain: Chain {
                     origin: meta.addr,
                     members: List::Items(&[]),

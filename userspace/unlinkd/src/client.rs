@@ -635,6 +635,7 @@ impl Client {
             key,
             new_len: len,
             extend_only: false,
+            layout_epoch: 0,
             chain,
         });
         self.call(to, body, |b| ack(to, MsgType::Truncate, b).map(|_| ()))

@@ -236,13 +236,17 @@ fn open_handle(
         sh.warn_limited(format_args!("data server: a filehandle that is not ours"));
         Nfsstat3::Badhandle
     })?;
-    // No per-file epochs on the iods yet: every epoch is current.
-    h.check_epoch(0).map_err(|_| Nfsstat3::Stale)?;
     let local = h.local_offset(offset, len).map_err(|_| Nfsstat3::Inval)?;
     Ok((h, local))
 }
 
 fn store_status(sh: &Shared, e: &StoreError) -> Nfsstat3 {
+    if let StoreError::Fenced { .. } = e {
+        // A client still using a layout recalled by a truncate, or one
+        // that was fenced: it asks for a new layout.
+        Stats::add(&sh.stats.refused, 1);
+        return Nfsstat3::Stale;
+    }
     Stats::add(&sh.stats.errors, 1);
     sh.warn_limited(format_args!("data server: {e}"));
     match e {
@@ -263,6 +267,7 @@ fn read(
 ) -> Result<(), Nfsstat3> {
     let count = count.min(ds3::MAX_IO);
     let (h, local) = open_handle(sh, server, fh, offset, u64::from(count))?;
+    sh.store.check_epoch(&h.key, h.epoch).map_err(|e| store_status(sh, &e))?;
     // The local file ends where the file does (the module keeps every
     // local length at what the file's size asks of it): a READ there is
     // short, with EOF, as O_DIRECT readers need; holes before are zeros.
@@ -302,7 +307,9 @@ fn write(
     if end > sh.max_file_size {
         return Err(Nfsstat3::Nospc);
     }
-    sh.store.write(&h.key, local, data).map_err(|e| store_status(sh, &e))?;
+    sh.store
+        .write_at_epoch(&h.key, local, data, h.epoch)
+        .map_err(|e| store_status(sh, &e))?;
     if stable != StableHow::Unstable {
         sh.store.commit(&h.key).map_err(|e| store_status(sh, &e))?;
     }
@@ -321,10 +328,11 @@ fn commit(
         Stats::add(&sh.stats.refused, 1);
         Nfsstat3::Badhandle
     })?;
-    h.check_epoch(0).map_err(|_| Nfsstat3::Stale)?;
     if h.read_only {
         return Err(Nfsstat3::Acces);
     }
+    // A fenced client's writes may have been cut: it must write again.
+    sh.store.check_epoch(&h.key, h.epoch).map_err(|e| store_status(sh, &e))?;
     // The whole local file: a commit's range maps to every block of it.
     sh.store.commit(&h.key).map_err(|e| store_status(sh, &e))?;
     ds3::encode_commit_ok(w, verifier).map_err(|_| Nfsstat3::Serverfault)

@@ -485,8 +485,9 @@ impl Meta {
         self.expect_acks(&self.transact(&reqs), MsgType::Commit)
     }
 
-    /// TRUNCATE every viod to its local length for real size `size`.
-    pub fn truncate(&self, size: u64) -> Vec<Ack> {
+    /// TRUNCATE every viod to its local length for real size `size`,
+    /// fencing data-server filehandles older than `layout_epoch`.
+    pub fn truncate(&self, size: u64, layout_epoch: u32) -> Vec<Ack> {
         let reqs: Vec<Req> = (0..self.viods.len() as u32)
             .map(|v| {
                 let (head, rest) = self.chain_of(v);
@@ -501,6 +502,7 @@ impl Meta {
                         key: self.key,
                         new_len,
                         extend_only: false,
+                        layout_epoch,
                         chain,
                     }),
                 )
