@@ -240,7 +240,7 @@ impl<'t> Exchange<'t> {
             }
         }
         let id = next_request_id();
-        let mutating = !matches!(body, Body::Read(_) | Body::Ping);
+        let mutating = !matches!(body, Body::Read(_) | Body::Ping | Body::Length(_));
         // Room for the data and the largest header (routes, reply header).
         let room = (carried + 4096).min(wire::MAX_DATAGRAM);
         let mut datagram = KVVec::from_elem(0u8, room, GFP_KERNEL)?;
@@ -666,6 +666,32 @@ impl FileIo<'_> {
     /// with EOF).
     pub(crate) fn grow(&self, size: u64) -> Result {
         self.set_local_lengths(size, true, 0)
+    }
+
+    /// The size the iods' local files imply
+    /// ([`StripeLayout::size_from_local_len`]): what clients wrote through
+    /// pNFS layouts, whatever they told the meta-server.
+    pub(crate) fn size_on_iods(&self) -> Result<u64> {
+        let mut ex = Exchange::new(self.table, &self.any_iod()?)?;
+        for v in 0..self.layout.width {
+            let viod = self.viod(v)?;
+            let iod = viod.reader().ok_or(EAGAIN)?;
+            let slot = usize::try_from(v).map_err(|_| EINVAL)?;
+            ex.add(iod, None, slot, 0, 0, Body::Length(self.key))?;
+        }
+        let mut size = 0u64;
+        ex.run(|slot, _, body| {
+            let len = match body {
+                Body::Ack(a) if a.op == MsgType::Length && a.status == Status::Ok => a.value,
+                Body::Ack(a) if a.op == MsgType::Length => return Err(status_error(a.status)),
+                _ => return Err(EIO),
+            };
+            let v = u32::try_from(slot).map_err(|_| EINVAL)?;
+            let end = self.layout.size_from_local_len(v, len).map_err(|_| EIO)?;
+            size = size.max(end);
+            Ok(())
+        })?;
+        Ok(size)
     }
 
     /// Fences the data-server filehandles of a layout epoch below

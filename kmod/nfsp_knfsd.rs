@@ -424,16 +424,39 @@ impl ffi::Hooks for Nfsp {
         r
     }
 
-    fn fence(net: NetRef, dentry: &Dentry<'_>) -> Result {
+    fn layout_returned(net: NetRef, dentry: &Dentry<'_>, iomode: u32, errors: &[u8]) -> Result<u64> {
+        let st = state()?;
+        let table = st.table(net);
+        pnfs::count_errors(&table, errors);
+        if iomode == pnfs::IOMODE_READ {
+            return Err(EOPNOTSUPP);
+        }
+        let header = match header_of(dentry) {
+            Err(e) if e == ENODATA => return Err(EOPNOTSUPP),
+            other => other?,
+        };
+        let key = key_of(dentry, &header);
+        with_data(net, key, &header, |io| io.size_on_iods())
+    }
+
+    fn fence(net: NetRef, dentry: &Dentry<'_>) -> Result<u64> {
         let st = state()?;
         let r = dentry.locked(|| {
             let header = header_of(dentry)?;
             let epoch = raise_layout_epoch(dentry, &header)?;
             with_data(net, key_of(dentry, &header), &header, |io| {
-                io.fence(dentry.size(), epoch)
+                io.fence(dentry.size(), epoch)?;
+                // What the fenced client wrote before, which its
+                // LAYOUTCOMMIT will not bring.
+                io.size_on_iods()
             })
         });
-        st.count(&st.counters.fences, r)
+        if r.is_ok() {
+            st.counters.fences.add(1u64, Relaxed);
+        } else {
+            st.counters.failures.add(1u64, Relaxed);
+        }
+        r
     }
 
     fn device(net: NetRef, device: u32, buf: &mut [u8]) -> Result<usize> {

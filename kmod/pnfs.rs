@@ -21,7 +21,7 @@
 //! handles minted before (NFS3ERR_STALE: the client asks for a new
 //! layout), so no write through an old layout lands afterwards.
 
-use kernel::prelude::*;
+use kernel::{prelude::*, sync::atomic::Relaxed};
 
 use crate::proto::{
     dsfh::{DsHandle, DS_FH_LEN},
@@ -36,7 +36,7 @@ use crate::viod::{self, Table};
 const DS_IO_SIZE: u32 = 1 << 20;
 
 /// `iomode` of a READ layout (RFC 8881 `layoutiomode4`).
-const IOMODE_READ: u32 = 1;
+pub(crate) const IOMODE_READ: u32 = 1;
 
 /// Encodes the layout of the file `key` with `layout` and `iomode` into
 /// `buf`, for a client whose implementation name is `client`; its
@@ -110,3 +110,18 @@ pub(crate) fn device(table: &Table, device: u32, buf: &mut [u8]) -> Result<usize
     let iod = viod::by_device(table, device).ok_or(ENOENT)?;
     ffl::encode_device(buf, &iod.addr, DS_IO_SIZE, DS_IO_SIZE).map_err(|_| E2BIG)
 }
+
+/// Counts the data-server errors a client reports as it returns a layout
+/// (`errors`, its `ff_layoutreturn4`) on the iods concerned; iodmgr sees
+/// them in the table's list. A body we cannot read is only logged.
+pub(crate) fn count_errors(table: &Table, errors: &[u8]) {
+    let r = ffl::for_each_return_error(errors, |e| {
+        if let Some(iod) = viod::by_device(table, e.device) {
+            iod.ds_errors.add(1u64, Relaxed);
+        }
+    });
+    if r.is_err() {
+        pr_info!("nfsp: a LAYOUTRETURN with an unreadable error report\n");
+    }
+}
+

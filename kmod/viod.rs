@@ -42,6 +42,8 @@ pub(crate) struct Iod {
     pub(crate) bytes: Atomic<u64>,
     pub(crate) errors: Atomic<u64>,
     pub(crate) timeouts: Atomic<u64>,
+    /// Errors of its data server that pNFS clients reported.
+    pub(crate) ds_errors: Atomic<u64>,
     /// The iod's instance, learned from its authenticated answers (0:
     /// not known yet); requests must name it.
     pub(crate) instance: Atomic<u64>,
@@ -183,6 +185,7 @@ impl Iod {
             errors: self.errors.load(Relaxed),
             timeouts: self.timeouts.load(Relaxed),
             latency_us: self.latency_us.load(Relaxed),
+            ds_errors: self.ds_errors.load(Relaxed),
         }
     }
 }
@@ -391,6 +394,7 @@ fn new_iod(net: &NetRef, addr: SocketAddr) -> Result<Arc<Iod>> {
             bytes: Atomic::new(0),
             errors: Atomic::new(0),
             timeouts: Atomic::new(0),
+            ds_errors: Atomic::new(0),
             instance: Atomic::new(0),
             instance_seq: Atomic::new(0),
             latency_us: Atomic::new(0),

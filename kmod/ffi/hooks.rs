@@ -93,9 +93,15 @@ pub(crate) trait Hooks {
         client: &[u8],
         buf: &mut [u8],
     ) -> Result<usize>;
+    /// A client returns its layout of `iomode` of the file, reporting
+    /// `errors` (its `ff_layoutreturn4`); the size the data reached through
+    /// a read-write layout (`EOPNOTSUPP`: nothing to do; `EAGAIN`: the
+    /// client returns it later).
+    fn layout_returned(net: NetRef, dentry: &Dentry<'_>, iomode: u32, errors: &[u8]) -> Result<u64>;
     /// nfsd gave up recalling a layout of the file from a client: the
-    /// iods must refuse every data-server filehandle handed out so far.
-    fn fence(net: NetRef, dentry: &Dentry<'_>) -> Result;
+    /// iods must refuse every data-server filehandle handed out so far;
+    /// then the size the data reached.
+    fn fence(net: NetRef, dentry: &Dentry<'_>) -> Result<u64>;
     /// The `ff_device_addr4` of `device`, encoded into `buf`; its length
     /// (`ENOENT`: no such device any more).
     fn device(net: NetRef, device: u32, buf: &mut [u8]) -> Result<usize>;
@@ -146,6 +152,14 @@ pub(super) fn to_ssize(r: Result<usize>) -> isize {
     match r {
         Ok(n) => n as isize,
         Err(e) => e.to_errno() as isize,
+    }
+}
+
+/// A size or an errno, as nfsd's `loff_t` results.
+fn to_loff(r: Result<u64>) -> bindings::loff_t {
+    match r.and_then(|n| bindings::loff_t::try_from(n).map_err(|_| EFBIG)) {
+        Ok(n) => n,
+        Err(e) => bindings::loff_t::from(e.to_errno()),
     }
 }
 
@@ -251,12 +265,36 @@ impl<T: Hooks> Trampolines<T> {
         to_ssize(T::layout(NetRef(net), &d, iomode, fsid_idx, client, buf))
     }
 
-    unsafe extern "C" fn fence(net: *mut bindings::net, dentry: *mut bindings::dentry) -> c_int {
+    unsafe extern "C" fn layoutreturn(
+        net: *mut bindings::net,
+        dentry: *mut bindings::dentry,
+        iomode: u32,
+        body: *const c_void,
+        body_len: usize,
+    ) -> bindings::loff_t {
         let d = Dentry {
             dentry,
             _borrow: PhantomData,
         };
-        from_result(|| T::fence(NetRef(net), &d).map(|()| 0))
+        let errors = if body.is_null() || body_len == 0 {
+            &[][..]
+        } else {
+            // SAFETY: nfsd passes the LAYOUTRETURN body it decoded,
+            // `body_len` bytes of the request, kept during the call.
+            unsafe { core::slice::from_raw_parts(body.cast::<u8>(), body_len) }
+        };
+        to_loff(T::layout_returned(NetRef(net), &d, iomode, errors))
+    }
+
+    unsafe extern "C" fn fence(
+        net: *mut bindings::net,
+        dentry: *mut bindings::dentry,
+    ) -> bindings::loff_t {
+        let d = Dentry {
+            dentry,
+            _borrow: PhantomData,
+        };
+        to_loff(T::fence(NetRef(net), &d))
     }
 
     unsafe extern "C" fn getdeviceinfo(
@@ -295,6 +333,7 @@ impl<T: Hooks> Trampolines<T> {
         unlink_finish: Some(Self::unlink_finish),
         statfs: Some(Self::statfs),
         layoutget: Some(Self::layoutget),
+        layoutreturn: Some(Self::layoutreturn),
         fence: Some(Self::fence),
         getdeviceinfo: Some(Self::getdeviceinfo),
         control: Some(Self::control),

@@ -71,7 +71,6 @@ impl<'a> Reader<'a> {
     rd!(u16_le, u16, 2, from_le_bytes);
     rd!(u32_le, u32, 4, from_le_bytes);
     rd!(u64_le, u64, 8, from_le_bytes);
-    #[cfg(not(nfsp_kernel))]
     rd!(u32_be, u32, 4, from_be_bytes);
     #[cfg(not(nfsp_kernel))]
     rd!(u64_be, u64, 8, from_be_bytes);

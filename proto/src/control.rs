@@ -23,7 +23,7 @@
 //! ```text
 //! ok
 //! error <ERRNO-NAME> <message>
-//! viod ID iod ADDR:PORT STATE requests=N bytes=N errors=N timeouts=N latency_us=N
+//! viod ID iod ADDR:PORT STATE requests=N bytes=N errors=N timeouts=N latency_us=N ds_errors=N
 //! stat NAME VALUE
 //! ```
 
@@ -400,13 +400,16 @@ pub struct ListLine {
     pub timeouts: u64,
     /// Mean latency in microseconds.
     pub latency_us: u64,
+    /// Errors of its pNFS data server that clients reported when they
+    /// returned layouts.
+    pub ds_errors: u64,
 }
 
 impl fmt::Display for ListLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "viod {} iod {} {} requests={} bytes={} errors={} timeouts={} latency_us={}",
+            "viod {} iod {} {} requests={} bytes={} errors={} timeouts={} latency_us={} ds_errors={}",
             self.viod,
             self.addr,
             self.state,
@@ -414,7 +417,8 @@ impl fmt::Display for ListLine {
             self.bytes,
             self.errors,
             self.timeouts,
-            self.latency_us
+            self.latency_us,
+            self.ds_errors
         )
     }
 }
@@ -533,6 +537,11 @@ impl<'a> Answer<'a> {
                     errors: kv(w.next(), "errors")?,
                     timeouts: kv(w.next(), "timeouts")?,
                     latency_us: kv(w.next(), "latency_us")?,
+                    // Absent from modules before pNFS.
+                    ds_errors: match w.next() {
+                        None => 0,
+                        t => kv(t, "ds_errors")?,
+                    },
                 })
             }
             "stat" => {
@@ -691,13 +700,16 @@ mod tests {
             errors: 1,
             timeouts: 2,
             latency_us: 350,
+            ds_errors: 4,
         };
         let s = l.to_string();
         assert_eq!(
             s,
-            "viod 3 iod [::1]:7000 down requests=10 bytes=1099511627776 errors=1 timeouts=2 latency_us=350"
+            "viod 3 iod [::1]:7000 down requests=10 bytes=1099511627776 errors=1 timeouts=2 latency_us=350 ds_errors=4"
         );
         assert_eq!(Answer::parse(&s), Ok(Answer::Member(l)));
+        let old = s.trim_end_matches(" ds_errors=4");
+        assert_eq!(Answer::parse(old), Ok(Answer::Member(ListLine { ds_errors: 0, ..l })));
         assert_eq!(Answer::parse("ok\n"), Ok(Answer::Ok));
         assert_eq!(
             Answer::parse("error EINVAL bad viod id\n"),

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 //! pNFS flexfiles layout bodies (RFC 8435) that the module hands nfsd: the
 //! `ff_layout4` of a LAYOUTGET and the `ff_device_addr4` of a GETDEVICEINFO
-//! (XDR, big-endian; nfsd adds the opaque's length).
+//! (XDR, big-endian; nfsd adds the opaque's length), and the data-server
+//! errors of the `ff_layoutreturn4` a client returns a layout with.
 //!
 //! A layout names its data servers by device id: nfsd's `{fsid_idx,
 //! generation}` (host byte order, as `svcxdr_encode_deviceid4` writes it),
@@ -10,7 +11,7 @@
 use core::fmt::Write as _;
 use core::net::SocketAddr;
 
-use super::codec::Writer;
+use super::codec::{Reader, Writer};
 use super::dsfh::DS_FH_LEN;
 use super::error::{ProtoError, Result};
 
@@ -197,6 +198,53 @@ pub fn encode_device(buf: &mut [u8], addr: &SocketAddr, rsize: u32, wsize: u32) 
     Ok(w.position())
 }
 
+/// A data-server error a client reports when it returns a layout (a
+/// `device_error4` of an `ff_ioerr4`, RFC 8435 section 9.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DsError {
+    /// The data server's device number.
+    pub device: u32,
+    /// The NFSv4 status (`nfsstat4`) the client saw.
+    pub status: u32,
+    /// The operation (`nfs_opnum4`: READ 25, WRITE 38, COMMIT 5).
+    pub opnum: u32,
+}
+
+/// Most errors taken from one LAYOUTRETURN (a client sends a few).
+const MAX_RETURN_ERRORS: u32 = 256;
+
+/// Calls `f` on each data-server error of `body`, the `ff_layoutreturn4`
+/// of a LAYOUTRETURN (its statistics, after the errors, are skipped).
+/// An empty body reports nothing.
+pub fn for_each_return_error(body: &[u8], mut f: impl FnMut(DsError)) -> Result<()> {
+    if body.is_empty() {
+        return Ok(());
+    }
+    let mut r = Reader::new(body);
+    let reports = r.u32_be()?;
+    let mut seen = 0u32;
+    for _ in 0..reports {
+        // ffie_offset, ffie_length, ffie_stateid
+        r.bytes(8 + 8 + 16)?;
+        let errors = r.u32_be()?;
+        for _ in 0..errors {
+            seen += 1;
+            if seen > MAX_RETURN_ERRORS {
+                return Err(ProtoError::TooMany("layoutreturn errors"));
+            }
+            let id = r.array::<16>()?;
+            let mut generation = [0u8; 4];
+            generation.copy_from_slice(id.get(8..12).ok_or(ProtoError::Truncated)?);
+            f(DsError {
+                device: u32::from_ne_bytes(generation),
+                status: r.u32_be()?,
+                opnum: r.u32_be()?,
+            });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,5 +319,36 @@ mod tests {
         assert_eq!(&buf[8..12], b"tcp6");
         assert!(n6 > 0);
         assert_eq!(&buf[16..16 + be(&buf, 12) as usize], b"fe80::1.8.1");
+    }
+
+    #[test]
+    fn return_errors() {
+        let mut b = [0u8; 256];
+        let mut w = Writer::new(&mut b);
+        w.u32_be(1).unwrap(); // one ff_ioerr4
+        w.u64_be(0).unwrap();
+        w.u64_be(u64::MAX).unwrap();
+        w.zeros(16).unwrap();
+        w.u32_be(2).unwrap();
+        for (dev, status, op) in [(7u32, 10008u32, 38u32), (9, 5, 25)] {
+            w.put(&42u64.to_ne_bytes()).unwrap();
+            w.put(&dev.to_ne_bytes()).unwrap();
+            w.zeros(4).unwrap();
+            w.u32_be(status).unwrap();
+            w.u32_be(op).unwrap();
+        }
+        w.u32_be(0).unwrap(); // no statistics
+        let n = w.position();
+        let mut got = Vec::new();
+        for_each_return_error(&b[..n], |e| got.push(e)).unwrap();
+        assert_eq!(
+            got,
+            [
+                DsError { device: 7, status: 10008, opnum: 38 },
+                DsError { device: 9, status: 5, opnum: 25 }
+            ]
+        );
+        assert!(for_each_return_error(&b[..n - 20], |_| ()).is_err(), "cut short");
+        for_each_return_error(&[], |_| panic!("no body, no error")).unwrap();
     }
 }

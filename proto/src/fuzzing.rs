@@ -733,6 +733,7 @@ fn wire_seed_messages(f: &mut dyn FnMut(&str, &Message<'_>)) {
             }),
         ),
     );
+    f("length", &req(12, Body::Length(key)));
     let keys = [key, FileKey::new(1, 2, 3), FileKey::new(u64::MAX, 0, 1)];
     f(
         "unlink",
@@ -947,6 +948,7 @@ fn control_seeds() -> Vec<Seed> {
         errors: 1,
         timeouts: 2,
         latency_us: 350,
+        ds_errors: 1,
     };
     let answers = [
         ("ok", Answer::Ok),

@@ -74,11 +74,12 @@
 //! | COMMIT (4) | key, chain |
 //! | TRUNCATE (5) | key, new local length u64, flags u8 (bit 0: extend only, never cut), 0 × 3, layout epoch u32 (pNFS fencing, 0: unchanged), chain |
 //! | UNLINK (6) | count u16 (<= 256), 0u16, keys |
-//! | ACK (7) | acked type u8, status u8 (9 = stale instance, 10 = refused by address rules), 0u16, value u64 (bytes written / new length / files removed) |
+//! | ACK (7) | acked type u8, status u8 (9 = stale instance, 10 = refused by address rules), 0u16, value u64 (bytes written / new length / files removed / local length) |
 //! | PING (8) | 128 zero bytes (longer than a PONG body: no amplification) |
 //! | PONG (9) | uptime, requests, bytes read, bytes written, errors, malformed, drops, in-flight, bad auth, replays, refused, space total, free, available (bytes) (u64 each) |
 //! | LIST (10) | flags u8 (bit 0: cursor present), 0u8, max u16 (1..=1024), cursor key (all zero without the flag) |
 //! | LIST_REPLY (11) | status u8, more u8 (0/1), count u16 (<= 1024), entries (key, local length u64, mtime seconds u64) × count, strictly increasing in listing order |
+//! | LENGTH (12) | key (answered by ACK: the local file's length, 0 if there is none) |
 //!
 //! LIST asks an iod for up to `max` of its local files whose keys follow
 //! the cursor in *listing order* ([`filekey::FileKey::list_cmp`]: the order

@@ -150,6 +150,28 @@ impl StripeLayout {
             .and_then(|x| x.checked_add(last_len))
             .ok_or(ProtoError::Overflow)
     }
+
+    /// The file size a viod's local length `local_len` implies: the end of
+    /// the file byte its last local byte holds (0 for an empty local file).
+    /// The inverse of [`StripeLayout::local_len`]: the largest over the
+    /// viods is the size, also after clients wrote past it through pNFS
+    /// layouts without telling the meta-server (a LAYOUTCOMMIT lost).
+    pub fn size_from_local_len(&self, viod: u32, local_len: u64) -> Result<u64> {
+        let slot = self.slot_of_viod(viod)? as u64;
+        let b = self.block_size as u64;
+        let w = self.width as u64;
+        if local_len == 0 {
+            return Ok(0);
+        }
+        // The local block holding the last byte, and the bytes used in it.
+        let k = (local_len - 1) / b;
+        let used = local_len - k * b;
+        k.checked_mul(w)
+            .and_then(|x| x.checked_add(slot))
+            .and_then(|n| n.checked_mul(b))
+            .and_then(|x| x.checked_add(used))
+            .ok_or(ProtoError::Overflow)
+    }
 }
 
 /// Iterator over the pieces of a range (see [`StripeLayout::pieces`]).
@@ -237,6 +259,26 @@ mod tests {
         // Near the top of the range: no overflow panic.
         let n = l.pieces(u64::MAX - 5000, 5000).unwrap().count();
         assert_eq!(n, 2);
+    }
+
+    /// The largest size the viods' local lengths imply is the size.
+    #[test]
+    fn size_from_local_lens() {
+        for (b, w, first) in [(4096u32, 1u32, 0u32), (4096, 3, 2), (65536, 4, 1)] {
+            let l = StripeLayout::new(b, w, first).unwrap();
+            let bs = b as u64;
+            for size in [0, 1, bs - 1, bs, bs + 1, 3 * bs, 7 * bs + 5, 13 * bs - 1] {
+                let implied = (0..w)
+                    .map(|v| l.size_from_local_len(v, l.local_len(v, size).unwrap()).unwrap())
+                    .max()
+                    .unwrap();
+                assert_eq!(implied, size, "B {b} W {w} first {first} size {size}");
+            }
+        }
+        // A write past the end on one viod: its end.
+        let l = StripeLayout::new(4096, 3, 0).unwrap();
+        assert_eq!(l.size_from_local_len(2, 4096 + 10).unwrap(), (3 + 2) * 4096 + 10);
+        assert!(l.size_from_local_len(3, 1).is_err());
     }
 
     #[test]

@@ -83,6 +83,8 @@ pub enum MsgType {
     List = 10,
     /// One page of an iod's local files.
     ListReply = 11,
+    /// Ask an iod for the length of one local file (answered by ACK).
+    Length = 12,
 }
 
 impl MsgType {
@@ -109,6 +111,7 @@ impl MsgType {
             9 => MsgType::Pong,
             10 => MsgType::List,
             11 => MsgType::ListReply,
+            12 => MsgType::Length,
             _ => return Err(ProtoError::BadType),
         })
     }
@@ -687,7 +690,8 @@ pub struct Ack {
     pub op: MsgType,
     /// Outcome.
     pub status: Status,
-    /// WRITE: bytes written; TRUNCATE: new length; UNLINK: files removed.
+    /// WRITE: bytes written; TRUNCATE: new length; UNLINK: files removed;
+    /// LENGTH: the local length.
     pub value: u64,
 }
 
@@ -781,6 +785,8 @@ pub enum Body<'a> {
     List(ListRequest),
     /// LIST_REPLY.
     ListReply(ListReply<'a>),
+    /// LENGTH: the local length of this key (0 if no such local file).
+    Length(FileKey),
 }
 
 impl Body<'_> {
@@ -798,6 +804,7 @@ impl Body<'_> {
             Body::Pong(_) => MsgType::Pong,
             Body::List(_) => MsgType::List,
             Body::ListReply(_) => MsgType::ListReply,
+            Body::Length(_) => MsgType::Length,
         }
     }
 }
@@ -1135,6 +1142,7 @@ impl<'a> Message<'a> {
                 w.u64_le(a.value)?;
             }
             Body::Ping => w.zeros(PING_PAD)?,
+            Body::Length(key) => w.put(&key.to_bytes())?,
             Body::Pong(s) => {
                 for v in s.fields() {
                     w.u64_le(v)?;
@@ -1330,6 +1338,7 @@ impl<'a> Message<'a> {
                 };
                 Body::List(ListRequest { after, max })
             }
+            MsgType::Length => Body::Length(get_key(&mut r)?),
             MsgType::ListReply => {
                 let status = Status::from_u8(r.u8()?)?;
                 let more = match r.u8()? {
@@ -1462,7 +1471,7 @@ mod tests {
             n += 1;
             assert_eq!(t.is_answer(), answers.contains(&t), "{t:?}");
         }
-        assert_eq!(n, 11, "every type judged");
+        assert_eq!(n, 12, "every type judged");
     }
 
     fn a4(p: u16) -> SocketAddr {
@@ -1580,6 +1589,7 @@ mod tests {
                 chain,
             }),
         ));
+        rt(&Message::new(rid(12), 0, Body::Length(KEY)));
         let keys = [KEY, FileKey::new(4, 5, 6)];
         rt(&Message::new(rid(13), 0,
             Body::Unlink(Unlink {

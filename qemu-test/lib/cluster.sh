@@ -208,6 +208,10 @@ nfsp_pnfs_up() {
 	grep -q "^/srv/nfsp-pnfs " /etc/exports ||
 		echo "/srv/nfsp-pnfs *(rw,no_root_squash,no_subtree_check,insecure,fsid=3,nfsp,pnfs)" >> /etc/exports
 	on meta "$NFS_UTILS/sbin/exportfs" -ra || return 1
+	# Data servers that stop answering are given up after 3 s (not 60 x 5),
+	# so that the failure tests finish fast.
+	echo 30 > /sys/module/nfs_layout_flexfiles/parameters/dataserver_timeo || return 1
+	echo 1 > /sys/module/nfs_layout_flexfiles/parameters/dataserver_retrans || return 1
 	for ((i = 1; i <= CLIENTS; i++)); do
 		nfs_mount "client$i" vers=4.2 /nfsp-pnfs /mnt/nfsp-pnfs || return 1
 	done

@@ -163,21 +163,36 @@ check "a file of width 1 is written and read (O_DIRECT) through its one data ser
 # filehandle seen on the storage network before the cut (a client's late
 # write, or anyone replaying it) gets NFS3ERR_STALE and lands nowhere.
 fsize=$((4 * 1024 * 1024))
-random_file /tmp/pnfs-fence "$fsize"
-on iod1 dumpcap -q -i eth0 -f "tcp dst port 7000" -P -w /tmp/pnfs-fence.pcap 2> /tmp/pnfs-dumpcap.log &
-capture=$!
-for _ in $(seq 50); do grep -q "Capturing on" /tmp/pnfs-dumpcap.log && break; sleep 0.2; done
-on client1 sh -c "exec 3> $mnt/fence; dd if=/tmp/pnfs-fence bs=1M conv=fsync status=none >&3; exec sleep 30" &
-holder=$!
-wrote() { test "$(stat -c %s /srv/nfsp-pnfs/fence 2> /dev/null)" = "$fsize"; }
-check "client1 wrote a file through layouts and keeps it open" retry 60 wrote
-kill "$capture"
-wait "$capture" 2> /dev/null
-# A WRITE client1 sent iod1 past the first MiB: its filehandle and offset.
-ds_write=$(tshark -r /tmp/pnfs-fence.pcap -o rpc.find_fragment_start:TRUE -d tcp.port==7000,rpc \
-	-Y "nfs.procedure_v3 == 7 && nfs.offset3 >= 2097152" -T fields -e nfs.fhandle -e nfs.offset3 2> /dev/null |
-	head -n 1)
-fh=${ds_write%%$'\t'*} at=${ds_write##*$'\t'}
+# write_and_hold NAME SECONDS: client1 writes /tmp/pnfs-NAME (fsize bytes)
+# to NAME on the mount through a read-write layout and keeps it open for
+# SECONDS (pid in $holder), while iod1 records the data-server traffic it
+# receives; then fh and at: the filehandle and offset of the first of
+# client1's WRITEs to iod1 at MIN_OFFSET or past (default 0).
+write_and_hold() {
+	local name=$1 pcap=/tmp/pnfs-$1.pcap capture ds_write
+	random_file "/tmp/pnfs-$name" "$fsize"
+	on iod1 dumpcap -q -i eth0 -f "tcp dst port 7000" -P -w "$pcap" 2> "$pcap.log" &
+	capture=$!
+	for _ in $(seq 50); do grep -q "Capturing on" "$pcap.log" && break; sleep 0.2; done
+	on client1 sh -c "exec 3> $mnt/$name; dd if=/tmp/pnfs-$name bs=1M conv=fsync status=none >&3; exec sleep $2" &
+	holder=$!
+	written() { test "$(stat -c %s "/srv/nfsp-pnfs/$name" 2> /dev/null)" = "$fsize"; }
+	retry 60 written
+	kill "$capture"
+	wait "$capture" 2> /dev/null
+	ds_write=$(tshark -r "$pcap" -o rpc.find_fragment_start:TRUE -d tcp.port==7000,rpc \
+		-Y "nfs.procedure_v3 == 7 && nfs.offset3 >= ${3:-0}" -T fields -e nfs.fhandle -e nfs.offset3 \
+		2> /dev/null | head -n 1)
+	fh=${ds_write%%$'\t'*} at=${ds_write##*$'\t'}
+	test -n "$fh" -a -n "$at"
+}
+drop_holder() {
+	kill -9 "$holder" 2> /dev/null
+	wait "$holder" 2> /dev/null
+}
+# A WRITE client1 sent iod1 past the first MiB.
+check "client1 writes a file through layouts and keeps it open; a WRITE to iod1 is captured" \
+	write_and_hold fence 30 2097152
 echo "captured on iod1: a WRITE at $at with a ${#fh}-digit filehandle"
 replay() { # replay BYTE: that WRITE of 4 KiB of BYTE from client2; prints the NFSv3 status
 	on client2 /usr/bin/python3 "$top/qemu-test/lib/ds-write.py" "$(host_addr iod1)" 7000 "$fh" "$at" 4096 "$1"
@@ -188,8 +203,7 @@ check "client2 cuts the file to 1 MiB" on client2 truncate -s 1M "$mnt/fence"
 returned() { test "$(op_count_on client1 LAYOUTRETURN)" -gt "$r0"; }
 check "client1's layout was recalled: it gave it back (LAYOUTRETURN)" retry 20 returned
 check "the same WRITE after the cut: NFS3ERR_STALE" test "$(replay 0xaa)" = 70
-kill "$holder" 2> /dev/null
-wait "$holder" 2> /dev/null
+drop_holder
 zeros_after_cut() {
 	on client2 truncate -s "$fsize" "$mnt/fence" &&
 		on client2 cmp -n 1048576 /tmp/pnfs-fence "$mnt/fence" &&
@@ -199,6 +213,101 @@ check "nothing landed: past the cut the file reads as zeros" zeros_after_cut
 check "new layouts (of the new epoch) write and read the file" sh -c \
 	"on client1 dd if=/tmp/pnfs-fence of=$mnt/fence bs=1M conv=fsync status=none &&
 	 on client2 cmp /tmp/pnfs-fence $mnt/fence"
+
+# mmap: fio writes random blocks through a mapping on client1; client2
+# verifies every block (crc32c headers) through a mapping of its own.
+fio_mmap() {
+	local job=(--name=mmap --filename="$mnt/mmap" --ioengine=mmap --rw=randwrite --bs=64k --size=8m
+		--verify=crc32c --end_fsync=1 --output-format=terse)
+	on client1 fio "${job[@]}" --do_verify=0 > /dev/null &&
+		on client2 fio "${job[@]}" --verify_only > /tmp/pnfs-fio.log
+}
+check "fio writes through mmap on client1; client2 verifies every block (mmap, crc32c)" fio_mmap
+
+# An iod killed (SIGKILL) in the middle of a read, then of a write, and
+# started again 2 s later: the clients fall back (to the meta-server, or
+# to a new layout) and finish with no error and no wrong byte. The links
+# are capped meanwhile so that the I/O lasts long enough to be cut.
+slow_links() { # slow_links MBIT|off: client2's and the iods' links
+	local h
+	for h in client2 $(seq -f iod%g 1 "$IODS"); do
+		if [ "$1" = off ]; then
+			on "$h" tc qdisc del dev eth0 root 2> /dev/null
+		else
+			cap_link "$h" eth0 "$1" || return 1
+		fi
+	done
+}
+# midway_kill CMD...: run CMD; 1 s in (CMD must still be running), SIGKILL
+# iod2, start it again 2 s later; CMD's status.
+midway_kill() {
+	local io
+	"$@" &
+	io=$!
+	sleep 1
+	if ! kill -0 "$io" 2> /dev/null; then
+		echo "the I/O was over before the kill: nothing tested" >&2
+		wait "$io"
+		return 1
+	fi
+	nfsp_iod_stop 2 KILL || return 1
+	sleep 2
+	nfsp_iod_start 2 || return 1
+	wait "$io"
+}
+size=$((24 * 1024 * 1024))
+random_file /tmp/pnfs-kill "$size"
+check "a 24 MiB file to read" on client1 dd if=/tmp/pnfs-kill of="$mnt/kill" bs=1M conv=fsync status=none
+check "links capped at 10 Mbit/s" slow_links 10
+sync
+echo 3 > /proc/sys/vm/drop_caches
+t0=$(now_ms)
+check "iod2 killed in the middle of a read: it completes, byte-exact" \
+	midway_kill timeout 300 on client2 cmp /tmp/pnfs-kill "$mnt/kill"
+echo "read with the kill in $(($(now_ms) - t0)) ms"
+random_file /tmp/pnfs-kill-w "$size"
+t0=$(now_ms)
+check "iod2 killed in the middle of a write: it completes" \
+	midway_kill timeout 300 on client2 dd if=/tmp/pnfs-kill-w of="$mnt/kill-w" bs=1M conv=fsync status=none
+echo "write with the kill in $(($(now_ms) - t0)) ms"
+slow_links off
+sync
+echo 3 > /proc/sys/vm/drop_caches
+# The client returned layouts on errors, before the LAYOUTCOMMIT that would
+# have told the size (Linux then ignores the NFS4ERR_BADLAYOUT it gets):
+# the meta-server takes the size from the iods when a layout comes back.
+check "... and the file written reads back byte-exact on the other client" \
+	on client1 cmp /tmp/pnfs-kill-w "$mnt/kill-w"
+ds_errors_of() { # ds_errors_of IOD: the data-server errors clients reported (iodctl list)
+	on meta "$bin/iodctl" list --json | /usr/bin/python3 -c '
+import json, sys
+print(sum(m["ds_errors"] for m in json.load(sys.stdin) if m["iod"] == sys.argv[1]))' "$(host_addr "$1"):7000"
+}
+echo "data-server errors clients reported: $(for h in $(seq -f iod%g 1 "$IODS"); do printf '%s %s ' "$h" "$(ds_errors_of "$h")"; done)"
+check "the clients reported iod2's errors as they returned their layouts (iodctl list: ds_errors)" \
+	test "$(ds_errors_of iod2)" -gt 0
+
+# A rule that gives layouts of width-1 files only: such a file is read
+# through its data server, a striped one through the meta-server.
+share_of_read() { # share_of_read FILE WANT: per cent of its size through the meta-server's interface
+	local a b
+	a=$(if_bytes meta)
+	on client2 cmp "$2" "/mnt/nfsp-pnfs-single/$1" || return 1
+	b=$(if_bytes meta)
+	echo $(((b - a) * 100 / $(stat -c %s "$2")))
+}
+single_rule() {
+	local one big
+	on meta "$bin/iodctl" layouts single || return 1
+	nfs_mount client2 vers=4.2 /nfsp-pnfs /mnt/nfsp-pnfs-single || return 1
+	sync
+	echo 3 > /proc/sys/vm/drop_caches
+	one=$(share_of_read one /tmp/pnfs-v3) && big=$(share_of_read big /tmp/pnfs-want) || return 1
+	echo "with 'single': ${one} % of the width-1 file and ${big} % of the striped one through the meta-server"
+	on client2 umount /mnt/nfsp-pnfs-single
+	[ "$one" -lt 5 ] && [ "$big" -ge 90 ]
+}
+check "iodctl layouts single: the width-1 file through its data server, the striped one through the meta-server" single_rule
 
 # An admin rule refuses layouts: the clients still read and write, through
 # the meta-server.
@@ -220,4 +329,41 @@ echo "without layouts the meta-server's interface carried $(share 0 b0 b1) % of 
 check "... and its bytes went through the meta-server (>= 180 %: written, then read)" \
 	test "$(share 0 b0 b1)" -ge 180
 check "iodctl layouts auto" on meta "$bin/iodctl" layouts auto
+
+# A client that does not give back a recalled layout is fenced: client1
+# holds a read-write layout and goes silent to the meta-server (blackhole
+# routes both ways) while client2 asks for a read-write layout of the same
+# file. nfsd's recall goes unanswered and client1's lease runs out; nfsd
+# expires it and has the module fence the file (its layout epoch goes up
+# on every iod) and take its size from the iods: client1's filehandles then
+# get NFS3ERR_STALE.
+fences() { on meta "$bin/iodctl" stats --json | /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["fences"])'; }
+check "client1 writes a file through a read-write layout and keeps it open; a WRITE to iod1 is captured" \
+	write_and_hold fc 120
+echo "captured on iod1: a WRITE at $at with a ${#fh}-digit filehandle"
+f0=$(fences)
+cut_client1() { # cut_client1 add|del: client1 and the meta-server stop hearing each other (or hear again)
+	on meta ip route "$1" blackhole "$(host_addr client1)/32" &&
+		on client1 ip route "$1" blackhole "$(host_addr meta)/32"
+}
+check "client1 and the meta-server stop hearing each other (the iods still hear client1)" cut_client1 add
+random_file /tmp/pnfs-fc2 $((1024 * 1024))
+client2_writes() {
+	timeout 120 on client2 dd if=/tmp/pnfs-fc2 of="$mnt/fc" bs=1M conv=notrunc,fsync status=none
+}
+t0=$(now_ms)
+check "client2 writes the file meanwhile" client2_writes
+# client2 goes on writing (asking for a read-write layout) until client1,
+# whose lease ran out, is expired with its layout: nfsd then fences it.
+fenced() { client2_writes && test "$(fences)" -gt "$f0"; }
+check "nfsd fenced client1 as it expired it (the module's fences counter)" retry 90 fenced
+echo "client1 fenced $(($(now_ms) - t0)) ms after client2 started writing"
+check "client1's filehandle seen before: NFS3ERR_STALE" test "$(replay 0x77)" = 70
+cut_client1 del
+drop_holder
+{ cat /tmp/pnfs-fc2; tail -c +$((1024 * 1024 + 1)) /tmp/pnfs-fc; } > /tmp/pnfs-fc-want
+# Not from client2's cache: a write on an iod bumps no change attribute.
+sync
+echo 3 > /proc/sys/vm/drop_caches
+check "the file holds client1's data with client2's first MiB" on client2 cmp /tmp/pnfs-fc-want "$mnt/fc"
 summary

@@ -735,6 +735,19 @@ fn handle(mut cx: Ctx<'_>, msg: &Message<'_>, sbuf: &mut [u8]) {
                 sh.warn_limited(format_args!("LIST queue full: dropping LIST from {src}"));
             }
         }
+        Body::Length(key) => {
+            // Read-only: the meta-server learns what clients wrote through
+            // pNFS layouts.
+            let (status, value) = match sh.store.len(key) {
+                Ok(n) => (Status::Ok, n),
+                Err(e) => {
+                    Stats::add(&sh.stats.errors, 1);
+                    sh.warn_limited(format_args!("length: {e}"));
+                    (status_of(&e), 0)
+                }
+            };
+            ack(&cx, msg.id, Ack { op, status, value }, src, sbuf);
+        }
         Body::Write(w) => {
             let end = w.local_offset.saturating_add(w.data.len() as u64);
             if end > sh.max_file_size {

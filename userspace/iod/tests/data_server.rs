@@ -246,6 +246,14 @@ fn fences_handles_of_older_layout_epochs() {
     };
     assert_eq!(std::fs::read(&local).unwrap(), b"abc", "nothing written");
     assert_eq!(word(&c.nfs(7, &write_args(&new, 3, 2, b"XY")), 0), 0, "the new epoch");
+    // The meta-server asks for the local length (what clients wrote).
+    let reply = meta.call(iod.addr, nfsp_proto::wire::Body::Length(key));
+    match meta.open(&reply).map(|m| m.body) {
+        Some(nfsp_proto::wire::Body::Ack(a)) => {
+            assert_eq!((a.op, a.status, a.value), (nfsp_proto::wire::MsgType::Length, nfsp_proto::wire::Status::Ok, 5))
+        }
+        other => panic!("LENGTH answered {other:?}"),
+    }
 
     // The epoch outlives the iod.
     drop(c);

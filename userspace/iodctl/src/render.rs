@@ -26,6 +26,8 @@ pub struct MemberJson {
     pub timeouts: u64,
     /// Mean latency in microseconds.
     pub latency_us: u64,
+    /// Errors of its data server reported by pNFS clients.
+    pub ds_errors: u64,
 }
 
 /// The JSON array of `list --json`.
@@ -41,6 +43,7 @@ pub fn list_json(members: &[ListLine]) -> Vec<MemberJson> {
             errors: l.errors,
             timeouts: l.timeouts,
             latency_us: l.latency_us,
+            ds_errors: l.ds_errors,
         })
         .collect()
 }
@@ -75,7 +78,7 @@ fn table(rows: &[Vec<String>], left: usize) -> String {
 /// gives them.
 pub fn list_table(members: &[ListLine]) -> String {
     let mut rows = vec![[
-        "VIOD", "IOD", "STATE", "REQUESTS", "BYTES", "ERRORS", "TIMEOUTS", "LATENCY",
+        "VIOD", "IOD", "STATE", "REQUESTS", "BYTES", "ERRORS", "TIMEOUTS", "LATENCY", "DS_ERRORS",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -90,6 +93,7 @@ pub fn list_table(members: &[ListLine]) -> String {
             l.errors.to_string(),
             l.timeouts.to_string(),
             format!("{}us", l.latency_us),
+            l.ds_errors.to_string(),
         ]);
     }
     // VIOD is a number but reads better left-aligned under its header.
@@ -164,7 +168,7 @@ VIOD  IOD                 STATE   REQUESTS   BYTES  ERRORS  TIMEOUTS  LATENCY
         let j = serde_json::to_string(&list_json(&sample()[..1])).unwrap();
         assert_eq!(
             j,
-            r#"[{"viod":0,"iod":"10.99.0.11:7000","state":"up","requests":12,"bytes":786432,"errors":0,"timeouts":0,"latency_us":350}]"#
+            r#"[{"viod":0,"iod":"10.99.0.11:7000","state":"up","requests":12,"bytes":786432,"errors":0,"timeouts":0,"latency_us":350,"ds_errors":0}]"#
         );
         let all = list_json(&sample());
         assert_eq!(all[2].state, IodState::Resync.as_str());

@@ -129,6 +129,8 @@ pub struct Tracker {
     pub instance: Option<u64>,
     /// Instance changes seen (restarts of the iod).
     pub restarts: u64,
+    /// Data-server errors reported by clients, as last seen.
+    pub ds_errors: u64,
 }
 
 /// The monitor: trackers by `(viod, iod)`.
@@ -247,6 +249,18 @@ impl Monitor {
                     t.recent.push_back(*rtt);
                 }
                 None => t.misses = t.misses.saturating_add(1),
+            }
+            if l.ds_errors > t.ds_errors {
+                // The heartbeats judge the member; this says why clients
+                // fell back to the meta-server.
+                log::warn!(
+                    "viod {} member {}: pNFS clients reported {} data-server errors ({} in all)",
+                    l.viod,
+                    l.addr,
+                    l.ds_errors - t.ds_errors,
+                    l.ds_errors
+                );
+                t.ds_errors = l.ds_errors;
             }
         }
         // The states after this round's decisions.
@@ -528,6 +542,7 @@ mod tests {
             errors: 0,
             timeouts: 0,
             latency_us: 0,
+            ds_errors: 0,
         }
     }
 

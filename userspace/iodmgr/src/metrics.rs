@@ -86,6 +86,12 @@ const FAMILIES: &[Family<'static>] = &[
         value: |s| Some(s.timeouts.to_string()),
     },
     Family {
+        name: "nfsp_iod_ds_errors",
+        kind: "counter",
+        help: "Errors of the iod's pNFS data server that clients reported",
+        value: |s| Some(s.ds_errors.to_string()),
+    },
+    Family {
         name: "nfsp_iod_resync_bytes",
         kind: "counter",
         help: "Bytes copied to the iod by re-syncs",

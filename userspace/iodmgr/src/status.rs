@@ -46,6 +46,9 @@ pub struct IodStatus {
     pub errors: u64,
     /// Kernel counter: timeouts.
     pub timeouts: u64,
+    /// Kernel counter: errors of its data server reported by pNFS clients.
+    #[serde(default)]
+    pub ds_errors: u64,
     /// The iod's instance from its last PONG (16 hex digits: a JSON number
     /// would lose bits in most readers); it changes when the iod restarts.
     #[serde(default)]
@@ -77,6 +80,7 @@ impl IodStatus {
             bytes: l.bytes,
             errors: l.errors,
             timeouts: l.timeouts,
+            ds_errors: l.ds_errors,
             instance: t.instance.map(|i| format!("{i:016x}")),
             restarts: t.restarts,
         }
