@@ -6,8 +6,8 @@
 //! A layout covers the whole file: stripe unit = the file's block size,
 //! the data servers of a mirror = the file's viods in stripe order (block
 //! `n` on stripe position `n % W`, the very map of `proto::stripe`), the
-//! mirrors = the viods' members (a client reads one of them; read-write
-//! layouts only where each viod has one member, see [`layout`]).
+//! mirrors = the viods' members (layouts only where each viod has one
+//! member for now, see [`layout`]).
 //! Each data server gets a filehandle ([`DsHandle`]) naming the file, its
 //! layout and that server's viod, tagged with the cluster key for that
 //! iod's address (read only for a READ layout). Layouts are only handed
@@ -74,11 +74,12 @@ pub(crate) fn layout(
         }
     }
     let mirrors = mirrors.ok_or(EOPNOTSUPP)?;
-    // A client that dies between the mirrors of a write leaves the members
-    // different, and nothing re-syncs them yet: replicated viods are
-    // written through the meta-server (its replica chains), only read
-    // through layouts.
-    if mirrors > 1 && iomode != IOMODE_READ {
+    // Replicated viods are served through the meta-server (its replica
+    // chains), not through layouts: a client that dies between the mirrors
+    // of a write leaves the members different, and a member that went down
+    // (and missed writes) would still serve the reads of a layout naming
+    // it; nothing re-syncs the one or fences the other yet.
+    if mirrors > 1 {
         return Err(EOPNOTSUPP);
     }
     let stripe_unit = u64::from(layout.block_size);
