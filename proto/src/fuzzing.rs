@@ -53,6 +53,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("restamp", restamp),
     ("ds3", ds3),
     ("dsfh", dsfh),
+    ("ffreturn", ffreturn),
 ];
 
 /// The data-server address the `dsfh` seeds are sealed for.
@@ -91,6 +92,19 @@ pub fn dsfh(data: &[u8]) {
         assert_eq!(&again[..], data);
         let _ = h.local_offset(u64::MAX - 1, 4096);
         let _ = h.local_offset(0, u64::MAX);
+    }
+}
+
+/// `ffreturn` target: the body of a LAYOUTRETURN a pNFS client sends the
+/// meta-server yields at most its cap of data-server errors, each read
+/// from the body's own bytes, or an error; never a panic.
+pub fn ffreturn(data: &[u8]) {
+    let mut n = 0usize;
+    let r = super::ffl::for_each_return_error(data, |_| n += 1);
+    // Each error takes 24 bytes of the body.
+    assert!(n * 24 <= data.len());
+    if r.is_ok() {
+        assert!(n <= 256);
     }
 }
 
@@ -1142,7 +1156,28 @@ fn ds_seeds() -> Vec<Seed> {
         bytes("ds3", "getattr", &call(1, &with_fh(&[]))),
         bytes("dsfh", "read-write", &fh),
         bytes("dsfh", "read-only-accept-key", &ro),
+        bytes("ffreturn", "two-errors", &ffreturn_body(&[(7, 10008, 38), (9, 5, 25)])),
+        bytes("ffreturn", "none", &ffreturn_body(&[])),
     ]
+}
+
+/// An `ff_layoutreturn4` with one `ff_ioerr4` of these (device, status,
+/// opnum) errors, and no statistics.
+fn ffreturn_body(errors: &[(u32, u32, u32)]) -> Vec<u8> {
+    let be = |v: u32| v.to_be_bytes();
+    let mut b = Vec::new();
+    b.extend(be(1));
+    b.extend([0u8; 8 + 8 + 16]);
+    b.extend(be(errors.len() as u32));
+    for (dev, status, op) in errors {
+        b.extend(42u64.to_ne_bytes());
+        b.extend(dev.to_ne_bytes());
+        b.extend([0u8; 4]);
+        b.extend(be(*status));
+        b.extend(be(*op));
+    }
+    b.extend(be(0));
+    b
 }
 
 fn nfs3_seeds() -> Vec<Seed> {

@@ -142,7 +142,7 @@ mod tests {
     fn sample() -> Vec<ListLine> {
         vec![
             member("viod 0 iod 10.99.0.11:7000 up requests=12 bytes=786432 errors=0 timeouts=0 latency_us=350"),
-            member("viod 1 iod 10.99.0.12:7000 down requests=3 bytes=0 errors=1 timeouts=2 latency_us=0"),
+            member("viod 1 iod 10.99.0.12:7000 down requests=3 bytes=0 errors=1 timeouts=2 latency_us=0 ds_errors=7"),
             member("viod 12 iod [2001:db8::1]:7000 resync requests=0 bytes=0 errors=0 timeouts=0 latency_us=0"),
         ]
     }
@@ -151,15 +151,15 @@ mod tests {
     fn list_as_table() {
         let t = list_table(&sample());
         let expect = "\
-VIOD  IOD                 STATE   REQUESTS   BYTES  ERRORS  TIMEOUTS  LATENCY
-0     10.99.0.11:7000     up            12  786432       0         0    350us
-1     10.99.0.12:7000     down           3       0       1         2      0us
-12    [2001:db8::1]:7000  resync         0       0       0         0      0us
+VIOD  IOD                 STATE   REQUESTS   BYTES  ERRORS  TIMEOUTS  LATENCY  DS_ERRORS
+0     10.99.0.11:7000     up            12  786432       0         0    350us          0
+1     10.99.0.12:7000     down           3       0       1         2      0us          7
+12    [2001:db8::1]:7000  resync         0       0       0         0      0us          0
 ";
         assert_eq!(t, expect);
         assert_eq!(
             list_table(&[]),
-            "VIOD  IOD  STATE  REQUESTS  BYTES  ERRORS  TIMEOUTS  LATENCY\n"
+            "VIOD  IOD  STATE  REQUESTS  BYTES  ERRORS  TIMEOUTS  LATENCY  DS_ERRORS\n"
         );
     }
 

@@ -438,6 +438,7 @@ fn a_restarted_iod_gets_the_request_again_with_its_new_instance() {
         errors: 0,
         timeouts: 0,
         latency_us: 0,
+        ds_errors: 0,
     };
     let mut m = Monitor::new(HealthConfig::default(), &[]);
     let beat = |m: &mut Monitor, c: &mut Client| {
