@@ -424,11 +424,11 @@ impl ffi::Hooks for Nfsp {
         r
     }
 
-    fn layout_returned(net: NetRef, dentry: &Dentry<'_>, iomode: u32, errors: &[u8]) -> Result<u64> {
+    fn layout_returned(net: NetRef, dentry: &Dentry<'_>, rw: bool, errors: &[u8]) -> Result<u64> {
         let st = state()?;
         let table = st.table(net);
         pnfs::count_errors(&table, errors);
-        if iomode == pnfs::IOMODE_READ {
+        if !rw {
             return Err(EOPNOTSUPP);
         }
         let header = match header_of(dentry) {
@@ -441,8 +441,8 @@ impl ffi::Hooks for Nfsp {
 
     fn fence(net: NetRef, dentry: &Dentry<'_>) -> Result<u64> {
         let st = state()?;
-        let r = dentry.locked(|| {
-            let header = header_of(dentry)?;
+        // nfsd holds the inode lock (the header and the size stay put).
+        let r = header_of(dentry).and_then(|header| {
             let epoch = raise_layout_epoch(dentry, &header)?;
             with_data(net, key_of(dentry, &header), &header, |io| {
                 io.fence(dentry.size(), epoch)?;

@@ -36,7 +36,7 @@ use crate::viod::{self, Table};
 const DS_IO_SIZE: u32 = 1 << 20;
 
 /// `iomode` of a READ layout (RFC 8881 `layoutiomode4`).
-pub(crate) const IOMODE_READ: u32 = 1;
+const IOMODE_READ: u32 = 1;
 
 /// Encodes the layout of the file `key` with `layout` and `iomode` into
 /// `buf`, for a client whose implementation name is `client`; its

@@ -93,14 +93,15 @@ pub(crate) trait Hooks {
         client: &[u8],
         buf: &mut [u8],
     ) -> Result<usize>;
-    /// A client returns its layout of `iomode` of the file, reporting
-    /// `errors` (its `ff_layoutreturn4`); the size the data reached through
-    /// a read-write layout (`EOPNOTSUPP`: nothing to do; `EAGAIN`: the
-    /// client returns it later).
-    fn layout_returned(net: NetRef, dentry: &Dentry<'_>, iomode: u32, errors: &[u8]) -> Result<u64>;
+    /// A client returns its layouts of the file (read-write ones if `rw`),
+    /// reporting `errors` (its `ff_layoutreturn4`); the size the data
+    /// reached through a read-write layout (`EOPNOTSUPP`: nothing to do;
+    /// `EAGAIN`: the client returns them later). nfsd holds the inode
+    /// lock.
+    fn layout_returned(net: NetRef, dentry: &Dentry<'_>, rw: bool, errors: &[u8]) -> Result<u64>;
     /// nfsd gave up recalling a layout of the file from a client: the
     /// iods must refuse every data-server filehandle handed out so far;
-    /// then the size the data reached.
+    /// then the size the data reached. nfsd holds the inode lock.
     fn fence(net: NetRef, dentry: &Dentry<'_>) -> Result<u64>;
     /// The `ff_device_addr4` of `device`, encoded into `buf`; its length
     /// (`ENOENT`: no such device any more).
@@ -268,7 +269,7 @@ impl<T: Hooks> Trampolines<T> {
     unsafe extern "C" fn layoutreturn(
         net: *mut bindings::net,
         dentry: *mut bindings::dentry,
-        iomode: u32,
+        rw: bool,
         body: *const c_void,
         body_len: usize,
     ) -> bindings::loff_t {
@@ -283,7 +284,7 @@ impl<T: Hooks> Trampolines<T> {
             // `body_len` bytes of the request, kept during the call.
             unsafe { core::slice::from_raw_parts(body.cast::<u8>(), body_len) }
         };
-        to_loff(T::layout_returned(NetRef(net), &d, iomode, errors))
+        to_loff(T::layout_returned(NetRef(net), &d, rw, errors))
     }
 
     unsafe extern "C" fn fence(
