@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all deps kernel nfs-utils kmod tools unit-test patch-check vm-test test bench demo clean fuzz
+.PHONY: all deps kernel nfs-utils kmod tools unit-test patch-check vm-test test bench demo clean fuzz powercut
 
 all: kernel nfs-utils kmod tools
 
@@ -49,6 +49,11 @@ test:
 # QUICK=1 runs a few points only, into $NFSP_CACHE/bench-quick.
 bench: kernel nfs-utils kmod tools
 	QUICK=$(QUICK) qemu-test/bench
+
+# Power cuts under a verified write load (qemu-test/powercut): ROUNDS
+# rounds (default 20, about 90 s each); 'make test' runs 2.
+powercut: kernel nfs-utils kmod tools
+	qemu-test/powercut $(or $(ROUNDS),20)
 
 clean:
 	$(CARGO) clean

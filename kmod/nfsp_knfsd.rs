@@ -186,7 +186,8 @@ fn create_header_locked(net: NetRef, dentry: &Dentry<'_>) -> Result<Option<MetaH
 
 /// Raises the layout epoch in the header of a file whose inode the caller
 /// has locked, and returns it: data-server filehandles minted before are
-/// to be refused by the iods.
+/// to be refused by the iods. Durable before the iods hear of it: a crash
+/// that undid the header would leave them refusing every new layout.
 fn raise_layout_epoch(dentry: &Dentry<'_>, header: &MetaHeader) -> Result<u32> {
     let raised = MetaHeader {
         layout_epoch: header.layout_epoch.checked_add(1).ok_or(EOVERFLOW)?,
@@ -195,6 +196,7 @@ fn raise_layout_epoch(dentry: &Dentry<'_>, header: &MetaHeader) -> Result<u32> {
     let mut buf = [0u8; HEADER_LEN];
     let n = raised.encode(&mut buf).map_err(|_| EINVAL)?;
     dentry.replace_header(buf.get(..n).ok_or(EINVAL)?)?;
+    dentry.commit_metadata()?;
     Ok(raised.layout_epoch)
 }
 

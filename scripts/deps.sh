@@ -15,6 +15,8 @@ packages=(
 	libclang-19-dev flex bison bc libelf-dev libssl-dev cpio kmod
 	# the VM and the tests inside it
 	qemu-system-x86 busybox-static iproute2 rpcbind tshark fio attr
+	# the power-cut tests' disk images
+	e2fsprogs
 	# the units check (systemd-analyze verify/security)
 	systemd
 	# the benchmark figure's font

@@ -88,6 +88,13 @@ impl Dentry<'_> {
         self.set_header(value, bindings::XATTR_REPLACE)
     }
 
+    /// Makes the meta-file's metadata (header, size) durable, as nfsd
+    /// does before it answers a change.
+    pub(crate) fn commit_metadata(&self) -> Result {
+        // SAFETY: the dentry is positive and live for the borrow.
+        to_result(unsafe { bindings::nfsd_nfsp_commit_metadata(self.dentry) })
+    }
+
     fn set_header(&self, value: &[u8], flags: u32) -> Result {
         // SAFETY: as for `get_header`; `nop_mnt_idmap` is the identity
         // mapping, correct for a kernel-internal write.

@@ -192,19 +192,17 @@ nfsp_up() {
 		on meta "$top/target/release/iodctl" add-viod $((n - 1)) "$(host_addr "iod$n"):7000" ||
 			{ echo "cluster: iodctl add-viod $((n - 1)) failed" >&2; return 1; }
 	done
-	mkdir -p /srv/nfsp
-	mount -t tmpfs -o mode=0755 nfsp /srv/nfsp || return 1
+	export_dir /srv/nfsp || return 1
 	echo "/srv/nfsp *(rw,no_root_squash,no_subtree_check,insecure,fsid=2,nfsp)" >> /etc/exports
 	on meta "$NFS_UTILS/sbin/exportfs" -ra || return 1
 	export NFSP_ACTIVE=1
 }
 
 # nfsp_pnfs_up: a second nfsp export, with pNFS layouts (nfsp,pnfs), on
-# its own tmpfs, mounted over NFSv4.2 at /mnt/nfsp-pnfs on every client.
+# its own tmpfs (or the meta disk), mounted over NFSv4.2 at /mnt/nfsp-pnfs on every client.
 nfsp_pnfs_up() {
 	local i
-	mkdir -p /srv/nfsp-pnfs
-	mountpoint -q /srv/nfsp-pnfs || mount -t tmpfs -o mode=0755 nfsp-pnfs /srv/nfsp-pnfs || return 1
+	export_dir /srv/nfsp-pnfs || return 1
 	grep -q "^/srv/nfsp-pnfs " /etc/exports ||
 		echo "/srv/nfsp-pnfs *(rw,no_root_squash,no_subtree_check,insecure,fsid=3,nfsp,pnfs)" >> /etc/exports
 	on meta "$NFS_UTILS/sbin/exportfs" -ra || return 1
@@ -225,8 +223,41 @@ mount_nfsp_exports() {
 	nfs_mount "$1" vers=4.2 /nfsp /mnt/nfsp-v4
 }
 
+# With qemu-test/run --disks: each virtio disk (named by its serial: meta,
+# iodN) is mounted at /srv/disk/NAME; iodN's data directory and the nfsp
+# exports are directories of them, bound where the tmpfs would be.
+mount_disks() {
+	local d name
+	[ "${DISKS:-}" = yes ] || return 0
+	for d in /sys/block/vd*; do
+		name=$(cat "$d/serial") || return 1
+		mkdir -p "/srv/disk/$name"
+		mount -t ext4 "/dev/${d##*/}" "/srv/disk/$name" ||
+			{ echo "cluster: cannot mount disk $name" >&2; return 1; }
+		case $name in
+		iod*)
+			mkdir -p "/srv/disk/$name/data" "/srv/$name"
+			mount --bind "/srv/disk/$name/data" "/srv/$name" || return 1
+			;;
+		esac
+	done
+}
+
+# export_dir DIR: DIR on the meta disk if there is one, else on a tmpfs.
+export_dir() {
+	mkdir -p "$1"
+	mountpoint -q "$1" && return 0
+	if [ -d /srv/disk/meta ]; then
+		mkdir -p "/srv/disk/meta/${1##*/}"
+		mount --bind "/srv/disk/meta/${1##*/}" "$1"
+	else
+		mount -t tmpfs -o mode=0755 "${1##*/}" "$1"
+	fi
+}
+
 cluster_up() {
 	local h
+	mount_disks || return 1
 	mkdir -p "$MNTNS_DIR"
 	mount --bind "$MNTNS_DIR" "$MNTNS_DIR" && mount --make-private "$MNTNS_DIR" || return 1
 	# mount(8) looks for helpers in /sbin only: use ours, from nfs-utils.

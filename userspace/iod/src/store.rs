@@ -262,23 +262,48 @@ impl Store {
         &self.lengths[key.hash() as usize % LENGTH_LOCKS]
     }
 
-    /// Flush file data to stable storage (a missing file is fine).
+    /// Flush file data to stable storage (a missing file is fine), and
+    /// the names leading to it: a file (or hashed sub-directory) the
+    /// writes created is not durable until its directory is synced.
     pub fn commit(&self, key: &FileKey) -> Result<(), StoreError> {
         let p = self.path(key)?;
         match File::open(&p) {
-            Ok(f) => f.sync_data().map_err(|e| io_err("fsync", &p, e)),
+            Ok(f) => {
+                f.sync_data().map_err(|e| io_err("fsync", &p, e))?;
+                self.sync_dirs(&p)
+            }
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err("open", &p, e)),
         }
     }
 
+    /// Sync the directories from a local file's up to the data directory
+    /// (cheap when nothing in them changed since their last sync).
+    fn sync_dirs(&self, file: &Path) -> Result<(), StoreError> {
+        let mut dir = file.parent();
+        while let Some(d) = dir {
+            File::open(d)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| io_err("fsync", d, e))?;
+            if d == self.root {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(())
+    }
+
     /// Set the local length (creating the file if missing), after raising
-    /// its layout epoch to `epoch`.
+    /// its layout epoch to `epoch`; durable when it returns, like the
+    /// SETATTR it serves (a cut undone by a crash would bring back bytes
+    /// the client was told are gone).
     pub fn truncate(&self, key: &FileKey, len: u64, epoch: u32) -> Result<(), StoreError> {
         let (f, p) = self.open_rw(key)?;
         let _alone = self.length_lock(key).write().unwrap_or_else(|e| e.into_inner());
         raise_epoch(&f, &p, epoch)?;
-        f.set_len(len).map_err(|e| io_err("truncate", &p, e))
+        f.set_len(len).map_err(|e| io_err("truncate", &p, e))?;
+        f.sync_all().map_err(|e| io_err("fsync", &p, e))?;
+        self.sync_dirs(&p)
     }
 
     /// The local file's length (0 if it does not exist).
@@ -301,6 +326,8 @@ impl Store {
         let cur = f.metadata().map_err(|e| io_err("stat", &p, e))?.len();
         if cur < len {
             f.set_len(len).map_err(|e| io_err("truncate", &p, e))?;
+            f.sync_all().map_err(|e| io_err("fsync", &p, e))?;
+            self.sync_dirs(&p)?;
         }
         Ok(())
     }

@@ -1,0 +1,187 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0
+"""Power-cut load and check for nfsp exports.
+
+  powercut.py load DIR ACKS   write, fsync, truncate, create, rename and
+                              remove files under DIR until killed; after
+                              each operation is acknowledged (fsync or a
+                              synchronous NFS call returned), append a line
+                              saying so to ACKS, a file outside the VM
+  powercut.py check DIR ACKS  after the power cut: every acknowledged byte,
+                              size, creation, rename and removal is there
+
+Blocks are 64 KiB; each holds a pattern naming its file's birth id, the
+block and a version (a counter of the writer), so that a block read back
+tells which write it came from. A block may hold a newer version than the
+last acknowledged one (written, not yet synced, but persisted anyway),
+never an older one, and zeros only where no write was acknowledged (or a
+truncate since).
+"""
+import os
+import random
+import struct
+import sys
+import time
+
+BLOCK = 64 * 1024
+MAX_BLOCKS = 48
+MAGIC = 0x6E667370  # "nfsp"
+
+
+def pattern(fid, block, version):
+    head = struct.pack("<IIIQ", MAGIC, fid, block, version)
+    seed = (fid * 1000003 + block * 7919 + version) & 0xFFFFFFFF
+    body = random.Random(seed).randbytes(BLOCK - len(head))
+    return head + body
+
+
+class Ack:
+    def __init__(self, path):
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def __call__(self, *words):
+        os.write(self.fd, (" ".join(str(w) for w in words) + "\n").encode())
+
+
+def load(top, acks):
+    ack = Ack(acks)
+    os.makedirs(top, exist_ok=True)
+    rng = random.Random(os.getpid() ^ int(time.time()))
+    version = 0
+    next_fid = 1
+    files = {}  # fid -> [name, fd, {block: version} written since the last fsync]
+
+    def create():
+        nonlocal next_fid, version
+        fid = next_fid
+        next_fid += 1
+        name = f"f{fid}"
+        fd = os.open(os.path.join(top, name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        version += 1
+        os.pwrite(fd, pattern(fid, 0, version), 0)
+        os.fsync(fd)
+        ack("C", fid, name)
+        ack("W", fid, 0, version)
+        files[fid] = [name, fd, {}]
+
+    for _ in range(3):
+        create()
+    ack("started")
+    while True:
+        op = rng.random()
+        fid = rng.choice(list(files))
+        name, fd, pending = files[fid]
+        if op < 0.70:
+            block = rng.randrange(MAX_BLOCKS)
+            version += 1
+            os.pwrite(fd, pattern(fid, block, version), block * BLOCK)
+            pending[block] = version
+            if rng.random() < 0.3:
+                os.fsync(fd)
+                for b, v in sorted(pending.items()):
+                    ack("W", fid, b, v)
+                pending.clear()
+        elif op < 0.78:
+            keep = rng.randrange(MAX_BLOCKS // 2)
+            os.ftruncate(fd, keep * BLOCK)
+            os.fsync(fd)
+            for b in [b for b in pending if b >= keep]:
+                del pending[b]
+            ack("T", fid, keep, version)
+        elif op < 0.86:
+            create()
+        elif op < 0.93:
+            new = f"f{fid}.r{version}"
+            os.rename(os.path.join(top, name), os.path.join(top, new))
+            files[fid][0] = new
+            ack("N", fid, name, new)
+        elif len(files) > 2:
+            os.close(fd)
+            os.unlink(os.path.join(top, name))
+            del files[fid]
+            ack("R", fid, name)
+
+
+def check(top, acks):
+    # fid -> state; a block's rule is (zeros allowed, lowest version allowed)
+    state = {}
+    lines = 0
+    for line in open(acks):
+        w = line.split()
+        if not line.endswith("\n") or not w or w[0] == "started":
+            continue  # "started", or a line cut by the power cut
+        lines += 1
+        if w[0] == "C":
+            state[int(w[1])] = {"name": w[2], "gone": False, "blocks": {}, "size": BLOCK}
+        elif w[0] == "W":
+            s = state[int(w[1])]
+            b, v = int(w[2]), int(w[3])
+            s["blocks"][b] = (False, v)
+            s["size"] = max(s["size"], (b + 1) * BLOCK)
+        elif w[0] == "T":
+            s = state[int(w[1])]
+            keep, at = int(w[2]), int(w[3])
+            s["blocks"] = {b: r for b, r in s["blocks"].items() if b < keep}
+            s["cut"] = (keep, at)
+            s["size"] = keep * BLOCK
+        elif w[0] == "N":
+            state[int(w[1])]["name"] = w[3]
+        elif w[0] == "R":
+            state[int(w[1])]["gone"] = True
+    errors = []
+    checked = 0
+    for fid, s in sorted(state.items()):
+        path = os.path.join(top, s["name"])
+        if s["gone"]:
+            if os.path.exists(path):
+                errors.append(f"{s['name']} (file {fid}): its removal was acknowledged, it exists")
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as e:
+            errors.append(f"{s['name']} (file {fid}): acknowledged, cannot be opened: {e}")
+            continue
+        size = os.fstat(fd).st_size
+        if size < s["size"]:
+            errors.append(f"{s['name']} (file {fid}): {size} bytes, acknowledged at least {s['size']}")
+        cut_keep, cut_at = s.get("cut", (None, 0))
+        for b in range((max(size, s["size"]) + BLOCK - 1) // BLOCK):
+            data = os.pread(fd, BLOCK, b * BLOCK)
+            zeros_ok, lowest = s["blocks"].get(b, (True, 0))
+            if cut_keep is not None and b >= cut_keep and b not in s["blocks"]:
+                lowest = cut_at + 1  # anything older than the cut was cut
+            checked += 1
+            if data.count(0) == len(data):
+                if not zeros_ok:
+                    errors.append(f"{s['name']} block {b}: zeros, version {lowest} was acknowledged")
+                continue
+            if len(data) < BLOCK and data.count(0) != len(data):
+                data = data + bytes(BLOCK - len(data))
+            magic, f, blk, v = struct.unpack_from("<IIIQ", data)
+            if magic != MAGIC or f != fid or blk != b or data != pattern(fid, b, v):
+                errors.append(f"{s['name']} block {b}: not a block this file ever had there "
+                              f"(header {magic:#x} file {f} block {blk} version {v})")
+            elif v < lowest:
+                errors.append(f"{s['name']} block {b}: version {v}, older than the "
+                              f"acknowledged {lowest}")
+        os.close(fd)
+    live = sum(1 for s in state.values() if not s["gone"])
+    print(f"powercut check {top}: {lines} acknowledged operations, {live} files, "
+          f"{checked} blocks checked, {len(errors)} errors")
+    for e in errors[:30]:
+        print("  " + e)
+    return 1 if errors else 0
+
+
+def main():
+    if len(sys.argv) != 4 or sys.argv[1] not in ("load", "check"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    if sys.argv[1] == "load":
+        load(sys.argv[2], sys.argv[3])
+        return 0
+    return check(sys.argv[2], sys.argv[3])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

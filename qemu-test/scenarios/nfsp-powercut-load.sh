@@ -1,0 +1,35 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# First half of a power cut (qemu-test/powercut runs it with --disks and
+# --share, then kills QEMU): writers on every kind of nfsp mount write,
+# fsync, truncate, create, rename and remove files, and log each
+# acknowledged operation to /run/nfsp-share/acks (outside the VM). It only
+# ends by itself if a writer fails.
+SCENARIO=nfsp-powercut-load
+here=$(dirname "$0")
+. "$here/../lib/testlib.sh"
+. "$here/../lib/cluster.sh"
+top=$(cd "$here/../.." && pwd)
+nfsp_scenario_start
+check "the nfsp exports are on the disks" \
+	test "$(stat -c %d /srv/nfsp)" = "$(stat -c %d /srv/disk/meta)"
+check "an nfsp export with pnfs is mounted over NFSv4.2" nfsp_pnfs_up
+acks=/run/nfsp-share/acks
+mkdir -p "$acks"
+
+# One writer per (client, mount): NFSv3 over TCP and UDP, NFSv4.2 through
+# the meta-server, NFSv4.2 with layouts (the iods directly).
+pids=()
+for w in client1:tcp client1:pnfs client2:v4 client2:udp; do
+	c=${w%:*} kind=${w#*:}
+	on "$c" /usr/bin/python3 "$top/qemu-test/lib/powercut.py" load \
+		"/mnt/nfsp-$kind/pc-$c-$kind" "$acks/$c-$kind" 2> "/tmp/powercut-$c-$kind.err" &
+	pids+=($!)
+done
+echo "nfsp-powercut-load: writers running, waiting for the power cut"
+wait -n "${pids[@]}"
+check "the writers run until the power cut" false
+# The others stop too: their dirty pages would hold up the VM's shutdown.
+kill -KILL "${pids[@]}" 2> /dev/null
+for w in /tmp/powercut-*.err; do sed "s|^|$w: |" "$w"; done
+summary
