@@ -320,21 +320,19 @@ impl ffi::Hooks for Nfsp {
         };
         let key = key_of(dentry, &header);
         let current = dentry.size();
-        // Growing never cuts: clients writing through layouts may have
-        // data on the iods past the size the meta-file has yet. Cutting
-        // fences the layouts out: a late write through one would put back
-        // data past the cut.
-        let epoch = if size < current {
-            raise_layout_epoch(dentry, &header)?
-        } else {
-            0
-        };
+        // The new size is exact: what the iods hold past it goes, even
+        // when the meta-file is shorter (clients wrote through layouts
+        // and have not told the meta-server yet; a client that wrote,
+        // then cut, drops those pages and never will). Cutting fences
+        // the layouts out: a late write through one would put back data
+        // past the cut.
         let r = with_data(net, key, &header, |io| {
-            if size > current {
-                io.grow(size)
-            } else {
-                io.truncate(size, epoch)
+            let cut = size < current || io.size_on_iods()? > size;
+            if !cut {
+                return io.grow(size);
             }
+            let epoch = raise_layout_epoch(dentry, &header)?;
+            io.truncate(size, epoch)
         });
         st.count(&st.counters.truncates, r)
     }

@@ -83,6 +83,7 @@ def load(top, acks):
                 pending.clear()
         elif op < 0.78:
             keep = rng.randrange(MAX_BLOCKS // 2)
+            ack("t", fid, keep)
             os.ftruncate(fd, keep * BLOCK)
             os.fsync(fd)
             for b in [b for b in pending if b >= keep]:
@@ -92,11 +93,13 @@ def load(top, acks):
             create()
         elif op < 0.93:
             new = f"f{fid}.r{version}"
+            ack("n", fid, name, new)
             os.rename(os.path.join(top, name), os.path.join(top, new))
             files[fid][0] = new
             ack("N", fid, name, new)
         elif len(files) > 2:
             os.close(fd)
+            ack("r", fid, name)
             os.unlink(os.path.join(top, name))
             del files[fid]
             ack("R", fid, name)
@@ -110,7 +113,14 @@ def check(top, acks):
         w = line.split()
         if not line.endswith("\n") or not w or w[0] == "started":
             continue  # "started", or a line cut by the power cut
+        # Lower case: an operation about to be made (the last one may have
+        # been applied when the power went, without its acknowledgement).
+        if w[0] in ("t", "n", "r"):
+            state[int(w[1])]["maybe"] = w
+            continue
         lines += 1
+        if w[0] != "C":
+            state[int(w[1])].pop("maybe", None)
         if w[0] == "C":
             state[int(w[1])] = {"name": w[2], "gone": False, "blocks": {}, "size": BLOCK}
         elif w[0] == "W":
@@ -131,23 +141,31 @@ def check(top, acks):
     errors = []
     checked = 0
     for fid, s in sorted(state.items()):
+        maybe = s.get("maybe", [""])
         path = os.path.join(top, s["name"])
         if s["gone"]:
             if os.path.exists(path):
                 errors.append(f"{s['name']} (file {fid}): its removal was acknowledged, it exists")
             continue
+        if maybe[0] == "n" and not os.path.exists(path):
+            path = os.path.join(top, maybe[3])  # renamed, not acknowledged
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError as e:
-            errors.append(f"{s['name']} (file {fid}): acknowledged, cannot be opened: {e}")
+            if maybe[0] != "r":  # removed, not acknowledged
+                errors.append(f"{s['name']} (file {fid}): acknowledged, cannot be opened: {e}")
             continue
         size = os.fstat(fd).st_size
-        if size < s["size"]:
-            errors.append(f"{s['name']} (file {fid}): {size} bytes, acknowledged at least {s['size']}")
+        # cut, not acknowledged: shorter, and zeros past the cut allowed
+        maybe_keep = int(maybe[2]) if maybe[0] == "t" else MAX_BLOCKS
+        need = min(s["size"], maybe_keep * BLOCK)
+        if size < need:
+            errors.append(f"{s['name']} (file {fid}): {size} bytes, acknowledged at least {need}")
         cut_keep, cut_at = s.get("cut", (None, 0))
         for b in range((max(size, s["size"]) + BLOCK - 1) // BLOCK):
             data = os.pread(fd, BLOCK, b * BLOCK)
             zeros_ok, lowest = s["blocks"].get(b, (True, 0))
+            zeros_ok = zeros_ok or b >= maybe_keep
             if cut_keep is not None and b >= cut_keep and b not in s["blocks"]:
                 lowest = cut_at + 1  # anything older than the cut was cut
             checked += 1

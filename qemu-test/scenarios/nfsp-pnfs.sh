@@ -157,6 +157,36 @@ width_one() {
 }
 check "a file of width 1 is written and read (O_DIRECT) through its one data server" width_one
 
+# Write, cut, write: a block written through a layout and then cut off
+# by the same client (which drops its pages) reads as zeros once the file
+# grows past it again, although the meta-server never heard of the block
+# (no LAYOUTCOMMIT covered it) and the cut, to a size above the
+# meta-file's, looked like a growth to it.
+write_cut_write() {
+	on client1 /usr/bin/python3 -c '
+import os, sys
+b = 64 * 1024
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+os.pwrite(fd, b"\x01" * b, 0)
+os.fsync(fd)
+os.pwrite(fd, b"\x02" * b, 9 * b)
+os.ftruncate(fd, 7 * b)
+os.pwrite(fd, b"\x03" * b, 32 * b)
+os.fsync(fd)
+os.close(fd)' "$mnt/cut-between" || return 1
+	on client2 sh -c 'echo 3 > /proc/sys/vm/drop_caches'
+	on client2 /usr/bin/python3 -c '
+import os, sys
+b = 64 * 1024
+fd = os.open(sys.argv[1], os.O_RDONLY)
+size = os.fstat(fd).st_size
+cut = os.pread(fd, b, 9 * b)
+last = os.pread(fd, b, 32 * b)
+print(f"size {size}, block 9 holds {sorted(set(cut))}, block 32 {sorted(set(last))}")
+sys.exit(0 if size == 33 * b and cut == bytes(b) and last == b"\x03" * b else 1)' "$mnt/cut-between"
+}
+check "write, cut below it, write past it: the cut-off block reads as zeros" write_cut_write
+
 # Fencing. client1 writes a file and keeps it open (a read-write layout
 # out) while client2 cuts it: client1's layout is recalled (LAYOUTRETURN)
 # and the file's layout epoch raised, so that a WRITE with a data-server
