@@ -309,7 +309,7 @@ impl ffi::Hooks for Nfsp {
         st.count(&st.counters.commits, r)
     }
 
-    fn truncate(net: NetRef, dentry: &Dentry<'_>, size: u64) -> Result {
+    fn truncate(net: NetRef, dentry: &Dentry<'_>, size: u64, exact: bool) -> Result {
         let st = state()?;
         // nfsd holds the inode lock here. A local file is cut by nfsd
         // alone; an empty file without a header gets one first, so that
@@ -320,14 +320,16 @@ impl ffi::Hooks for Nfsp {
         };
         let key = key_of(dentry, &header);
         let current = dentry.size();
-        // The new size is exact: what the iods hold past it goes, even
-        // when the meta-file is shorter (clients wrote through layouts
-        // and have not told the meta-server yet; a client that wrote,
-        // then cut, drops those pages and never will). Cutting fences
+        // A size a client set is exact: what the iods hold past it goes,
+        // even when the meta-file is shorter (clients wrote through
+        // layouts and have not told the meta-server yet; a client that
+        // wrote, then cut, drops those pages and never will). Growth to
+        // what clients wrote (LAYOUTCOMMIT, returns, fences) cuts
+        // nothing: other writers may have data past it. Cutting fences
         // the layouts out: a late write through one would put back data
         // past the cut.
         let r = with_data(net, key, &header, |io| {
-            let cut = size < current || io.size_on_iods()? > size;
+            let cut = exact && (size < current || io.size_on_iods()? > size);
             if !cut {
                 return io.grow(size);
             }

@@ -69,9 +69,11 @@ pub(crate) trait Hooks {
         count: usize,
         reply: &DirectReply<'_>,
     ) -> Result;
-    /// The file is about to be cut (or extended) to `size`; nfsd holds
-    /// the inode lock ([`Dentry::locked`] would deadlock).
-    fn truncate(net: NetRef, dentry: &Dentry<'_>, size: u64) -> Result;
+    /// The file is about to be cut (or extended) to `size`, exactly when
+    /// a client set it (`exact`), else only grown (its data reaches
+    /// `size`); nfsd holds the inode lock ([`Dentry::locked`] would
+    /// deadlock).
+    fn truncate(net: NetRef, dentry: &Dentry<'_>, size: u64, exact: bool) -> Result;
     /// A name of the file is about to go; returns a cookie for
     /// `unlink_finish`, 0 for nothing to do.
     fn unlink_prepare(dentry: &Dentry<'_>) -> Result<usize>;
@@ -208,6 +210,7 @@ impl<T: Hooks> Trampolines<T> {
         net: *mut bindings::net,
         dentry: *mut bindings::dentry,
         size: bindings::loff_t,
+        exact: bool,
     ) -> c_int {
         let d = Dentry {
             dentry,
@@ -215,7 +218,7 @@ impl<T: Hooks> Trampolines<T> {
         };
         from_result(|| {
             let size = u64::try_from(size).map_err(|_| EINVAL)?;
-            T::truncate(NetRef(net), &d, size).map(|()| 0)
+            T::truncate(NetRef(net), &d, size, exact).map(|()| 0)
         })
     }
 

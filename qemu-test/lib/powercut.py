@@ -10,12 +10,13 @@
   powercut.py check DIR ACKS  after the power cut: every acknowledged byte,
                               size, creation, rename and removal is there
 
-Blocks are 64 KiB; each holds a pattern naming its file's birth id, the
-block and a version (a counter of the writer), so that a block read back
-tells which write it came from. A block may hold a newer version than the
-last acknowledged one (written, not yet synced, but persisted anyway),
-never an older one, and zeros only where no write was acknowledged (or a
-truncate since).
+Blocks are 64 KiB; each 4 KiB page of one holds a pattern naming its
+file's birth id, the block, the page and a version (a counter of the
+writer), so that a page read back tells which write it came from (a write
+the power cut tore leaves pages of two versions). A page may hold a newer
+version than the last acknowledged one (written, not yet synced, but
+persisted anyway), never an older one, and zeros only where no write was
+acknowledged (or a cut since).
 """
 import os
 import random
@@ -24,15 +25,20 @@ import sys
 import time
 
 BLOCK = 64 * 1024
+PAGE = 4096
 MAX_BLOCKS = 48
 MAGIC = 0x6E667370  # "nfsp"
+HEAD = struct.Struct("<IIIIQ")
+
+
+def page_pattern(fid, block, page, version):
+    head = HEAD.pack(MAGIC, fid, block, page, version)
+    seed = (fid * 1000003 + block * 7919 + page * 131 + version) & 0xFFFFFFFF
+    return head + random.Random(seed).randbytes(PAGE - HEAD.size)
 
 
 def pattern(fid, block, version):
-    head = struct.pack("<IIIQ", MAGIC, fid, block, version)
-    seed = (fid * 1000003 + block * 7919 + version) & 0xFFFFFFFF
-    body = random.Random(seed).randbytes(BLOCK - len(head))
-    return head + body
+    return b"".join(page_pattern(fid, block, i, version) for i in range(BLOCK // PAGE))
 
 
 class Ack:
@@ -122,7 +128,8 @@ def check(top, acks):
         if w[0] != "C":
             state[int(w[1])].pop("maybe", None)
         if w[0] == "C":
-            state[int(w[1])] = {"name": w[2], "gone": False, "blocks": {}, "size": BLOCK}
+            state[int(w[1])] = {"name": w[2], "gone": False, "blocks": {}, "floor": {},
+                                "size": BLOCK}
         elif w[0] == "W":
             s = state[int(w[1])]
             b, v = int(w[2]), int(w[3])
@@ -132,7 +139,10 @@ def check(top, acks):
             s = state[int(w[1])]
             keep, at = int(w[2]), int(w[3])
             s["blocks"] = {b: r for b, r in s["blocks"].items() if b < keep}
-            s["cut"] = (keep, at)
+            # What was past the cut is gone: a block there holds zeros or
+            # a later write, whatever later cuts keep.
+            for b in range(keep, MAX_BLOCKS):
+                s["floor"][b] = max(s["floor"].get(b, 0), at + 1)
             s["size"] = keep * BLOCK
         elif w[0] == "N":
             state[int(w[1])]["name"] = w[3]
@@ -161,27 +171,26 @@ def check(top, acks):
         need = min(s["size"], maybe_keep * BLOCK)
         if size < need:
             errors.append(f"{s['name']} (file {fid}): {size} bytes, acknowledged at least {need}")
-        cut_keep, cut_at = s.get("cut", (None, 0))
         for b in range((max(size, s["size"]) + BLOCK - 1) // BLOCK):
             data = os.pread(fd, BLOCK, b * BLOCK)
             zeros_ok, lowest = s["blocks"].get(b, (True, 0))
             zeros_ok = zeros_ok or b >= maybe_keep
-            if cut_keep is not None and b >= cut_keep and b not in s["blocks"]:
-                lowest = cut_at + 1  # anything older than the cut was cut
+            lowest = max(lowest, s["floor"].get(b, 0))
             checked += 1
-            if data.count(0) == len(data):
-                if not zeros_ok:
-                    errors.append(f"{s['name']} block {b}: zeros, version {lowest} was acknowledged")
-                continue
-            if len(data) < BLOCK and data.count(0) != len(data):
-                data = data + bytes(BLOCK - len(data))
-            magic, f, blk, v = struct.unpack_from("<IIIQ", data)
-            if magic != MAGIC or f != fid or blk != b or data != pattern(fid, b, v):
-                errors.append(f"{s['name']} block {b}: not a block this file ever had there "
-                              f"(header {magic:#x} file {f} block {blk} version {v})")
-            elif v < lowest:
-                errors.append(f"{s['name']} block {b}: version {v}, older than the "
-                              f"acknowledged {lowest}")
+            data = data + bytes(BLOCK - len(data))  # past the end: zeros
+            for i in range(BLOCK // PAGE):
+                pg = data[i * PAGE:(i + 1) * PAGE]
+                where = f"{s['name']} block {b} page {i}"
+                if pg.count(0) == PAGE:
+                    if not zeros_ok:
+                        errors.append(f"{where}: zeros, version {lowest} was acknowledged")
+                    continue
+                magic, f, blk, page, v = HEAD.unpack_from(pg)
+                if (magic, f, blk, page) != (MAGIC, fid, b, i) or pg != page_pattern(fid, b, i, v):
+                    errors.append(f"{where}: not a page this file ever had there "
+                                  f"(header {magic:#x} file {f} block {blk} page {page} version {v})")
+                elif v < lowest:
+                    errors.append(f"{where}: version {v}, older than the acknowledged {lowest}")
         os.close(fd)
     live = sum(1 for s in state.values() if not s["gone"])
     print(f"powercut check {top}: {lines} acknowledged operations, {live} files, "

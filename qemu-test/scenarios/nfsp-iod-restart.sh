@@ -2,9 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 # An iod dies (kill -9) in the middle of reads of a 20 MiB file by two
 # clients (UDP and TCP) and comes back 3 s later on the same data: the reads
-# complete byte-exact (guest-init fails the run on a kernel warning). Then
-# every iod crashes with writes it had not committed, which the client
-# sends again; a silent iod; the viod table changing under reads.
+# complete byte-exact (guest-init fails the run on a kernel warning).
 SCENARIO=nfsp-iod-restart
 here=$(dirname "$0")
 . "$here/../lib/testlib.sh"
@@ -49,41 +47,6 @@ check "after the restart: byte-exact over udp" after_restart client2 udp
 check "after the restart: byte-exact over tcp" after_restart client1 tcp
 echo "nfsp-iod-restart: iodctl list after the restart:"
 on meta "$top/target/release/iodctl" list
-
-# Writes the iods answered but never committed are lost when an iod's
-# machine goes down (its page cache with them): all four iods die and the
-# local files written meanwhile are removed, as such a crash would. An iod
-# answering as a new instance makes nfsd change its write verifier, so the
-# client's COMMIT sees it and sends those writes again: fsync returns with
-# every byte on the iods.
-unsafe_src=/tmp/uncommitted-src
-random_file "$unsafe_src" $((4 * 1024 * 1024))
-rm -f /tmp/uncommitted.ready /tmp/uncommitted.go
-touch /tmp/uncommitted.stamp
-sleep 1
-on client1 timeout 300 /usr/bin/python3 "$top/qemu-test/lib/uncommitted-write.py" \
-	"$unsafe_src" /mnt/nfsp-tcp/uncommitted /tmp/uncommitted.ready /tmp/uncommitted.go &
-writer=$!
-check "4 MiB written as UNSTABLE WRITEs, answered, not committed" \
-	retry 60 test -e /tmp/uncommitted.ready
-lose_uncommitted() {
-	local n lost=0
-	for n in 1 2 3 4; do nfsp_iod_stop "$n" KILL || return 1; done
-	for n in 1 2 3 4; do
-		lost=$((lost + $(find "/srv/iod$n" -type f -newer /tmp/uncommitted.stamp -print -delete | wc -l)))
-	done
-	echo "local files lost: $lost"
-	[ "$lost" -ge 4 ] || return 1
-	for n in 1 2 3 4; do nfsp_iod_start "$n" || return 1; done
-}
-check "every iod crashes and loses the uncommitted writes" lose_uncommitted
-touch /tmp/uncommitted.go
-check "fsync (COMMIT) returns" wait "$writer"
-uncommitted_there() {
-	on client2 sh -c 'echo 3 > /proc/sys/vm/drop_caches' &&
-	on client2 cmp "$unsafe_src" /mnt/nfsp-tcp/uncommitted
-}
-check "... and the client sent them again: every byte is there" uncommitted_there
 
 # A silent iod (stopped, not dead): the relayed read gets a retryable error
 # after the timeout (the nfsd thread is not held), the timeout is counted,

@@ -11,8 +11,14 @@ here=$(dirname "$0")
 . "$here/../lib/cluster.sh"
 top=$(cd "$here/../.." && pwd)
 nfsp_scenario_start
-check "the nfsp exports are on the disks" \
-	test "$(stat -c %d /srv/nfsp)" = "$(stat -c %d /srv/disk/meta)"
+on_disks() {
+	local n
+	[ "$(stat -c %d /srv/nfsp)" = "$(stat -c %d /srv/disk/meta)" ] || return 1
+	for ((n = 1; n <= IODS; n++)); do
+		[ "$(stat -c %d "/srv/iod$n")" = "$(stat -c %d "/srv/disk/iod$n")" ] || return 1
+	done
+}
+check "the nfsp exports and the iods' data are on the disks" on_disks
 check "an nfsp export with pnfs is mounted over NFSv4.2" nfsp_pnfs_up
 acks=/run/nfsp-share/acks
 mkdir -p "$acks"

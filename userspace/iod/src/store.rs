@@ -6,7 +6,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, RwLock};
 
 use nfsp_proto::filekey::{FileKey, LOCAL_PATH_LEN};
 use nfsp_proto::wire::ListEntry;
@@ -65,13 +66,15 @@ fn epoch_of(f: &File, p: &Path) -> Result<u32, StoreError> {
 
 /// Raises the layout epoch of an open local file to `epoch` (never
 /// lowers it), durably: an iod that restarts keeps refusing fenced handles.
-fn raise_epoch(f: &File, p: &Path, epoch: u32) -> Result<(), StoreError> {
+/// Returns whether it was raised.
+fn raise_epoch(f: &File, p: &Path, epoch: u32) -> Result<bool, StoreError> {
     if epoch <= epoch_of(f, p)? {
-        return Ok(());
+        return Ok(false);
     }
     rustix::fs::fsetxattr(f, EPOCH_XATTR, &epoch.to_le_bytes(), rustix::fs::XattrFlags::empty())
         .map_err(|e| io_err("setxattr", p, e.into()))?;
-    f.sync_all().map_err(|e| io_err("fsync", p, e))
+    f.sync_all().map_err(|e| io_err("fsync", p, e))?;
+    Ok(true)
 }
 
 /// Refuses a handle of `epoch` for the file `f`.
@@ -94,7 +97,15 @@ pub struct Store {
     /// key hash): it reads the length and sets a larger one, which must
     /// not cut what a write put past it meanwhile.
     lengths: Arc<[RwLock<()>; LENGTH_LOCKS]>,
+    /// Keys whose local file was created since their last commit: their
+    /// directories are synced then (a clean directory's fsync still
+    /// costs a cache flush, so not on every COMMIT).
+    fresh: Arc<Mutex<HashSet<FileKey>>>,
 }
+
+/// Most keys [`Store::fresh`] holds; past it, directories are synced as
+/// soon as a file is created.
+const MAX_FRESH: usize = 65536;
 
 /// Locks of [`Store::lengths`].
 const LENGTH_LOCKS: usize = 64;
@@ -114,6 +125,7 @@ impl Store {
         Ok(Store {
             root: root.to_path_buf(),
             lengths: Arc::new(std::array::from_fn(|_| RwLock::new(()))),
+            fresh: Arc::new(Mutex::new(HashSet::new())),
         })
     }
 
@@ -158,6 +170,11 @@ impl Store {
 
     fn open_rw(&self, key: &FileKey) -> Result<(File, PathBuf), StoreError> {
         let p = self.path(key)?;
+        match OpenOptions::new().read(true).write(true).open(&p) {
+            Ok(f) => return Ok((f, p)),
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("open", &p, e)),
+        }
         let mut tries = 0;
         loop {
             match OpenOptions::new()
@@ -167,7 +184,10 @@ impl Store {
                 .truncate(false)
                 .open(&p)
             {
-                Ok(f) => return Ok((f, p)),
+                Ok(f) => {
+                    self.created(key, &p)?;
+                    return Ok((f, p));
+                }
                 Err(e) if e.kind() == ErrorKind::NotFound && tries < 3 => {
                     tries += 1;
                     if let Some(dir) = p.parent() {
@@ -270,15 +290,36 @@ impl Store {
         match File::open(&p) {
             Ok(f) => {
                 f.sync_data().map_err(|e| io_err("fsync", &p, e))?;
-                self.sync_dirs(&p)
+                self.sync_names(key, &p)
             }
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err("open", &p, e)),
         }
     }
 
-    /// Sync the directories from a local file's up to the data directory
-    /// (cheap when nothing in them changed since their last sync).
+    /// Remembers that `key`'s local file was just created at `p` (its
+    /// name is not durable until its directories are synced).
+    fn created(&self, key: &FileKey, p: &Path) -> Result<(), StoreError> {
+        let mut fresh = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
+        if fresh.len() < MAX_FRESH {
+            fresh.insert(*key);
+            return Ok(());
+        }
+        drop(fresh);
+        self.sync_dirs(p)
+    }
+
+    /// Syncs the directories leading to `key`'s local file if it was
+    /// created since they were last synced.
+    fn sync_names(&self, key: &FileKey, p: &Path) -> Result<(), StoreError> {
+        let was_fresh = self.fresh.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        if was_fresh {
+            self.sync_dirs(p)?;
+        }
+        Ok(())
+    }
+
+    /// Sync the directories from a local file's up to the data directory.
     fn sync_dirs(&self, file: &Path) -> Result<(), StoreError> {
         let mut dir = file.parent();
         while let Some(d) = dir {
@@ -303,7 +344,7 @@ impl Store {
         raise_epoch(&f, &p, epoch)?;
         f.set_len(len).map_err(|e| io_err("truncate", &p, e))?;
         f.sync_all().map_err(|e| io_err("fsync", &p, e))?;
-        self.sync_dirs(&p)
+        self.sync_names(key, &p)
     }
 
     /// The local file's length (0 if it does not exist).
@@ -322,12 +363,16 @@ impl Store {
     pub fn extend(&self, key: &FileKey, len: u64, epoch: u32) -> Result<(), StoreError> {
         let (f, p) = self.open_rw(key)?;
         let _alone = self.length_lock(key).write().unwrap_or_else(|e| e.into_inner());
-        raise_epoch(&f, &p, epoch)?;
+        let raised = raise_epoch(&f, &p, epoch)?;
         let cur = f.metadata().map_err(|e| io_err("stat", &p, e))?.len();
         if cur < len {
             f.set_len(len).map_err(|e| io_err("truncate", &p, e))?;
             f.sync_all().map_err(|e| io_err("fsync", &p, e))?;
-            self.sync_dirs(&p)?;
+        }
+        // A fence's epoch on a file it created must survive a crash too
+        // (a missing file is at epoch 0).
+        if raised || cur < len {
+            self.sync_names(key, &p)?;
         }
         Ok(())
     }
@@ -336,6 +381,7 @@ impl Store {
     /// sub-directories are removed too (best effort).
     pub fn unlink(&self, key: &FileKey) -> Result<bool, StoreError> {
         let p = self.path(key)?;
+        self.fresh.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
         match fs::remove_file(&p) {
             Ok(()) => {
                 let mut dir = p.parent();
