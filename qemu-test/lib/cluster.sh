@@ -243,6 +243,11 @@ mount_disks() {
 	done
 }
 
+# The power-cut writers (nfsp-powercut-load, -check): CLIENT:MOUNT, one
+# per kind of nfsp mount: NFSv3 over TCP and UDP, NFSv4.2 through the
+# meta-server, NFSv4.2 with layouts (the iods directly).
+POWERCUT_WRITERS="client1:tcp client1:pnfs client2:v4 client2:udp"
+
 # export_dir DIR: DIR on the meta disk if there is one, else on a tmpfs.
 export_dir() {
 	mkdir -p "$1"

@@ -11,8 +11,15 @@ top=$(cd "$here/../.." && pwd)
 nfsp_scenario_start
 check "an nfsp export with pnfs is mounted over NFSv4.2" nfsp_pnfs_up
 acks=/run/nfsp-share/acks
-check "the writers logged acknowledged operations before the cut" \
-	test "$(cat "$acks"/* 2> /dev/null | wc -l)" -gt 20
+# every_writer_started: each writer's log is there and says it started
+# (its first files were created, written and synced).
+every_writer_started() {
+	local w
+	for w in $POWERCUT_WRITERS; do
+		grep -qx started "$acks/${w/:/-}" || { echo "no log of $w" >&2; return 1; }
+	done
+}
+check "every writer logged acknowledged operations before the cut" every_writer_started
 # pc_check CLIENT DIR ACKS LOG: the checker's verdict, its report in LOG.
 pc_check() {
 	local rc
@@ -21,9 +28,8 @@ pc_check() {
 	cat "$4"
 	return "$rc"
 }
-for a in "$acks"/*; do
-	[ -f "$a" ] || continue
-	w=${a##*/} c=${w%-*} kind=${w#*-}
+for w in $POWERCUT_WRITERS; do
+	c=${w%:*} kind=${w#*:} w=${w/:/-} a=$acks/$w
 	check "after the power cut: what $c acknowledged over nfsp-$kind is there" \
 		pc_check "$c" "/mnt/nfsp-$kind/pc-$c-$kind" "$a" "/tmp/powercut-$w.log"
 	head -1 "/tmp/powercut-$w.log"
