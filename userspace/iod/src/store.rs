@@ -2,11 +2,11 @@
 //! Local files: one per NFSP file, at `filekey::write_local_path` under the
 //! data directory; positioned I/O only.
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex, RwLock};
 
 use nfsp_proto::filekey::{FileKey, LOCAL_PATH_LEN};
