@@ -280,7 +280,6 @@ fn main() -> Result<()> {
         }
         Cmd::Replay { capture, source, same_source, times } => {
             let text = std::fs::read_to_string(&capture).with_context(|| format!("{}", capture.display()))?;
-            let sock = bound_socket(source)?;
             let mut t = Tally::default();
             let mut dgrams = Vec::new();
             for line in text.lines() {
@@ -298,18 +297,32 @@ fn main() -> Result<()> {
             if dgrams.is_empty() {
                 bail!("no datagram in {}", capture.display());
             }
+            // The forged sources are bound before the socket that collects
+            // answers: its ephemeral port must not take one of theirs.
             let mut forged: std::collections::HashMap<SocketAddr, UdpSocket> = Default::default();
+            let mut in_use = std::collections::HashSet::new();
+            for f in dgrams.iter().filter_map(|d| d.2).filter(|_| same_source) {
+                if forged.contains_key(&f) || in_use.contains(&f) {
+                    continue;
+                }
+                match transparent_socket(f) {
+                    Ok(s) => {
+                        forged.insert(f, s);
+                    }
+                    // A socket of this host holds that port (a wildcard
+                    // bind): its datagrams go from the collecting socket.
+                    Err(e) if e.root_cause().downcast_ref::<nix::Error>() == Some(&nix::Error::EADDRINUSE) => {
+                        eprintln!("source {f} is in use on this host: sent from another port");
+                        in_use.insert(f);
+                    }
+                    Err(e) => return Err(e).with_context(|| format!("forge the source {f}")),
+                }
+            }
+            let sock = bound_socket(source)?;
             for _ in 0..times {
                 for (to, p, from) in &dgrams {
                     match from.filter(|_| same_source) {
-                        Some(f) => {
-                            if !forged.contains_key(&f) {
-                                forged.insert(f, transparent_socket(f)?);
-                            }
-                            if let Some(s) = forged.get(&f) {
-                                t.send(s, p, *to);
-                            }
-                        }
+                        Some(f) => t.send(forged.get(&f).unwrap_or(&sock), p, *to),
                         None => t.send(&sock, p, *to),
                     }
                 }
