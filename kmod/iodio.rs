@@ -135,7 +135,10 @@ struct Exchange<'t> {
 /// Learns the instance an authenticated answer from `from` to our request
 /// `id` carries: only from an answer to one of ours, and never from an
 /// answer older than the one learned last (a late answer of an earlier
-/// instance, or a replay, must not undo what a newer one taught).
+/// instance, or a replay, must not undo what a newer one taught). A new
+/// instance of a known iod restarted, maybe with its machine or its disk:
+/// writes it acknowledged but never committed may be lost, so nfsd's write
+/// verifier changes and clients send them again.
 fn learn_instance(table: &Table, from: &SocketAddr, id: RequestId, instance: u64) {
     if id.epoch != EPOCH.load(Relaxed) {
         return;
@@ -145,7 +148,12 @@ fn learn_instance(table: &Table, from: &SocketAddr, id: RequestId, instance: u64
         while id.seq > seen {
             match iod.instance_seq.cmpxchg(seen, id.seq, Relaxed) {
                 Ok(_) => {
-                    iod.instance.store(instance, Relaxed);
+                    let was = iod.instance.xchg(instance, Relaxed);
+                    if was != 0 && was != instance {
+                        if let Some(anchor) = &table.anchor {
+                            anchor.net.reset_write_verifier();
+                        }
+                    }
                     return;
                 }
                 Err(now) => seen = now,

@@ -128,6 +128,14 @@ impl NetRef {
     pub(crate) fn same(&self, other: &NetRef) -> bool {
         self.0 == other.0
     }
+
+    /// Gives nfsd's instance in this namespace a new write verifier:
+    /// clients send again every write not committed yet.
+    pub(crate) fn reset_write_verifier(&self) {
+        // SAFETY: the namespace is live while the module keeps state for
+        // it (see the type's comment), and nfsd's per-net data with it.
+        unsafe { bindings::nfsd_nfsp_reset_write_verifier(self.0) };
+    }
 }
 
 /// What the module does when a network namespace goes away.

@@ -125,7 +125,8 @@ nfsp_iod_rules() {
 }
 
 # nfsp_iod_start N: start iodN's daemon in the background on /srv/iodN (log
-# /tmp/iodN.log, pid /run/nfsp/iodN.pid) and wait until it listens.
+# /tmp/iodN.log, pid /run/nfsp/iodN.pid, more options in NFSP_IOD_OPTS)
+# and wait until it listens.
 nfsp_iod_start() {
 	local n=$1 addr log=/tmp/iod$1.log pid i
 	addr=$(host_addr "iod$n")
@@ -135,7 +136,7 @@ nfsp_iod_start() {
 	# shellcheck disable=SC2046 # one word per flag and value
 	on "iod$n" "${top:?}/target/release/iod" --listen "$addr:7000" --ds-listen "$addr:7000" \
 		--data "/srv/iod$n" \
-		$(nfsp_iod_rules) >> "$log" 2>&1 < /dev/null &
+		$(nfsp_iod_rules) ${NFSP_IOD_OPTS:-} >> "$log" 2>&1 < /dev/null &
 	pid=$!
 	echo "$pid" > "/run/nfsp/iod$n.pid"
 	for ((i = 0; i < 100; i++)); do

@@ -61,6 +61,11 @@ struct Args {
     /// Filehandles are minted by the meta-server for this very address.
     #[arg(long, value_name = "IP:PORT")]
     ds_listen: Option<SocketAddr>,
+    /// TESTS ONLY: SIGUSR2 turns on, then off, dropping every COMMIT
+    /// unanswered, so that a crash test can lose writes this iod
+    /// acknowledged but never committed.
+    #[arg(long)]
+    fault_injection: bool,
 }
 
 /// `IP`, `IP:PORT` or `[IPv6]:PORT`.
@@ -145,6 +150,13 @@ fn main() -> anyhow::Result<()> {
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
         .context("signal handler")?;
+    let usr2 = Arc::new(AtomicBool::new(false));
+    if args.fault_injection {
+        signal_hook::flag::register(signal_hook::consts::SIGUSR2, Arc::clone(&usr2))
+            .context("signal handler")?;
+        warn!("fault injection on: SIGUSR2 toggles dropping COMMITs");
+    }
+    let mut dropping_commits = false;
     let handle = server.start(Arc::clone(&stop)).context("starting iod")?;
     if let Some(ds) = ds_addr {
         info!("pNFS data server (NFSv3 over TCP) on {ds}");
@@ -174,6 +186,11 @@ fn main() -> anyhow::Result<()> {
                     Err(e) => error!("SIGHUP: key file reload failed, keeping the old keys: {e}"),
                 }
             }
+        }
+        if usr2.swap(false, Ordering::Relaxed) {
+            dropping_commits = !dropping_commits;
+            handle.set_drop_commits(dropping_commits);
+            warn!("SIGUSR2: COMMITs {}", if dropping_commits { "dropped" } else { "served" });
         }
         if usr1.swap(false, Ordering::Relaxed) {
             let s = Stats::to_json(&stats.snapshot());

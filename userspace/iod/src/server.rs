@@ -216,6 +216,13 @@ impl ServerHandle {
     pub fn refresh_addresses(&self) {
         self.shared.policy.refresh_local();
     }
+
+    /// Fault injection for crash tests: while on, every COMMIT is dropped
+    /// unanswered (the sender retries), so writes stay acknowledged but
+    /// uncommitted for as long as a test needs.
+    pub fn set_drop_commits(&self, on: bool) {
+        self.shared.drop_commits.store(on, Ordering::Relaxed);
+    }
 }
 
 /// Receive buffer asked for: a meta-server sends every stripe of a 1 MiB
@@ -303,6 +310,7 @@ impl Server {
             max_file_size: self.cfg.max_file_size,
             list_tx,
             list_limit: RateLimiter::new(LIST_RATE, LIST_BURST),
+            drop_commits: AtomicBool::new(false),
         });
         let mut threads = Vec::new();
         let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
@@ -374,6 +382,9 @@ struct Shared {
     max_file_size: u64,
     list_tx: SyncSender<ListJob>,
     list_limit: RateLimiter,
+    /// Fault injection (tests): COMMITs go unanswered, as to a disk that
+    /// stopped flushing.
+    drop_commits: AtomicBool,
 }
 
 impl Shared {
@@ -760,6 +771,9 @@ fn handle(mut cx: Ctx<'_>, msg: &Message<'_>, sbuf: &mut [u8]) {
                 let fwd = |chain| Body::Write(Write { chain, ..*w });
                 chain_step(&cx, msg, res, w.data.len() as u64, &w.chain, fwd, sbuf)
             }
+        }
+        Body::Commit(_) if sh.drop_commits.load(Ordering::Relaxed) => {
+            sh.warn_limited(format_args!("fault injection: COMMIT dropped"));
         }
         Body::Commit(c) => {
             let res = sh.store.commit(&c.key);
