@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all deps kernel nfs-utils kmod tools unit-test patch-check vm-test test bench demo clean fuzz powercut
+.PHONY: all deps kernel nfs-utils kmod tools unit-test patch-check vm-test test bench demo clean fuzz powercut crash-test
 
 all: kernel nfs-utils kmod tools
 
@@ -51,9 +51,12 @@ bench: kernel nfs-utils kmod tools
 	QUICK=$(QUICK) qemu-test/bench
 
 # Power cuts under a verified write load (qemu-test/powercut): ROUNDS
-# rounds (default 20, about 90 s each); 'make test' runs 2.
+# rounds (default 20, about 90 s each); 'make test' runs 2. crash-test is
+# the same loop under the name issue 10 gives it (CUTS=N).
 powercut: kernel nfs-utils kmod tools
-	qemu-test/powercut $(or $(ROUNDS),20)
+	qemu-test/powercut $(or $(ROUNDS),$(CUTS),20)
+
+crash-test: powercut
 
 clean:
 	$(CARGO) clean

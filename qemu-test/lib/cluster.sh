@@ -249,6 +249,19 @@ mount_disks() {
 # meta-server, NFSv4.2 with layouts (the iods directly).
 POWERCUT_WRITERS="client1:tcp client1:pnfs client2:v4 client2:udp"
 
+# unlinkd's journal in the power-cut VMs: on the meta disk, with the
+# meta-files, as /var/lib/nfsp would be on a real meta-server.
+PC_JOURNAL=/srv/disk/meta/unlinkd.journal
+
+# pc_unlinkd_start: unlinkd on meta with that journal (log /tmp/unlinkd-pc.log).
+pc_unlinkd_start() {
+	local pid
+	on meta "$top/target/release/unlinkd" run --journal "$PC_JOURNAL" >> /tmp/unlinkd-pc.log 2>&1 < /dev/null &
+	pid=$!
+	sleep 0.3
+	kill -0 "$pid" 2> /dev/null || { tail /tmp/unlinkd-pc.log >&2; return 1; }
+}
+
 # export_dir DIR: DIR on the meta disk if there is one, else on a tmpfs.
 export_dir() {
 	mkdir -p "$1"

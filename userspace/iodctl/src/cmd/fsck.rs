@@ -9,15 +9,22 @@
 //!   size as real size;
 //! * what every member of every viod holds (LIST, page by page);
 //! * **orphans**: data of this export on an iod whose key is neither live
-//!   nor pending in unlinkd's journal; data younger than `--min-age`
-//!   seconds (a file being created) is counted apart, not reported;
+//!   nor pending in unlinkd's journal. On ext4 the file system confirms it
+//!   by inode (see [`super::liveness`]): a key whose file lives outside
+//!   EXPORT_DIR (another export on the same file system, a file moved
+//!   during the walk) is not an orphan, and a confirmed orphan counts
+//!   whatever its age. Elsewhere data younger than `--min-age` seconds (a
+//!   file being created) is counted apart, not reported;
 //! * **missing data**: a live file whose viod should hold bytes
 //!   (`local_len > 0`) on a member that has no local file for it.
 //!
 //! `--delete` removes the orphans (UNLINK) after walking the export and
-//! reading the journal once more right before: a key that became live or
-//! pending meanwhile is skipped. Memory: the live keys and every listed
-//! key of this export (about 100 bytes each).
+//! reading the journal once more right before, and on ext4 asking the file
+//! system again: a key that became live or pending meanwhile, or one the
+//! file system cannot vouch for, is kept. Memory: the live keys and every
+//! listed key of this export (about 100 bytes each). Run at boot before
+//! nfsd serves (`nfsp-recover@.service`, `--min-age 0`), it collects the
+//! data of files whose removal a crash kept from reaching unlinkd.
 //!
 //! Exits 0 when nothing is wrong (or every orphan was deleted), 1 when
 //! orphans remain or data is missing.
@@ -35,13 +42,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use nfsp_proto::filekey::{export_id, FILE_NAME_LEN};
-use nfsp_proto::metafile::HEADER_LEN;
 use nfsp_proto::wire::MAX_UNLINK_KEYS;
 use nfsp_proto::{Command, FileKey, MetaHeader, StripeLayout};
 use serde::Serialize;
 use unlinkd::client::Client;
 use unlinkd::members::{parse_list, Viods};
 
+use super::liveness::{header_from, InodeLookup, Liveness};
 use crate::control::Control;
 use crate::UsageError;
 
@@ -84,6 +91,10 @@ struct Orphan {
     key: String,
     len: u64,
     mtime: u64,
+    /// The file system says the key's file is gone (ext4): deletable.
+    /// Otherwise only the walk says so, and data younger than --min-age
+    /// is not counted at all.
+    verified: bool,
     #[serde(skip)]
     k: FileKey,
 }
@@ -101,12 +112,16 @@ struct Missing {
 #[derive(Debug, Default, Serialize)]
 struct Report {
     export: String,
+    dir: String,
     files: usize,
     bytes: u64,
     without_header: Vec<String>,
     iods: usize,
     iod_files: usize,
     foreign: usize,
+    /// Live files of this file system outside EXPORT_DIR (another export
+    /// on it, or moved out of what the walk had read).
+    live_elsewhere: usize,
     recent: usize,
     pending: usize,
     orphans: Vec<Orphan>,
@@ -159,18 +174,10 @@ fn header_of(path: &Path) -> anyhow::Result<Option<MetaHeader>> {
             buf.len(),
         )
     };
-    if n < 0 {
-        let e = std::io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::ENODATA) | Some(libc::EOPNOTSUPP) | Some(libc::ENOENT) => Ok(None),
-            _ => Err(e).with_context(|| format!("reading trusted.nfsp of {}", path.display())),
-        };
+    match header_from(n, &buf) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        r => r.with_context(|| format!("reading trusted.nfsp of {}", path.display())),
     }
-    let n = n as usize;
-    if n != HEADER_LEN {
-        return Ok(None);
-    }
-    Ok(MetaHeader::decode(&buf[..n]).ok())
 }
 
 /// Walk the export: live files by key, and files without a valid header.
@@ -283,6 +290,7 @@ impl Args {
         let viods: Viods =
             parse_list(&ctl.transact(cmd)?.join("\n"), "control file").context("viod list")?;
         let export = export_of(&self.export_dir)?;
+        let lookup = InodeLookup::new(&self.export_dir)?;
         let pb = bar(None, "meta-files");
         let (live, bad) = walk(&self.export_dir, export, &pb)?;
         pb.finish_and_clear();
@@ -290,6 +298,7 @@ impl Args {
             .with_context(|| format!("journal {}", self.journal.display()))?;
         let mut rep = Report {
             export: format!("{export:016x}"),
+            dir: self.export_dir.display().to_string(),
             files: live.len(),
             bytes: live.values().map(|l| l.size).sum(),
             without_header: bad,
@@ -322,7 +331,13 @@ impl Args {
                         if live.contains_key(&e.key) || journal.pending.contains_key(&e.key) {
                             continue;
                         }
-                        if now.saturating_sub(e.mtime_s) < self.min_age {
+                        let verdict = lookup.as_ref().map(|l| l.liveness(&e.key));
+                        if verdict == Some(Liveness::Live) {
+                            rep.live_elsewhere += 1;
+                            continue;
+                        }
+                        let verified = verdict == Some(Liveness::Gone);
+                        if !verified && now.saturating_sub(e.mtime_s) < self.min_age {
                             rep.recent += 1;
                             continue;
                         }
@@ -332,6 +347,7 @@ impl Args {
                             key: key_name(&e.key),
                             len: e.len,
                             mtime: e.mtime_s,
+                            verified,
                             k: e.key,
                         });
                     }
@@ -403,9 +419,14 @@ impl Args {
         let (live, _) = walk(&self.export_dir, export, &ProgressBar::hidden())?;
         let journal = unlinkd::journal::read_state(&self.journal)
             .with_context(|| format!("journal {}", self.journal.display()))?;
+        let lookup = InodeLookup::new(&self.export_dir)?;
         let mut by_addr: BTreeMap<SocketAddr, Vec<FileKey>> = BTreeMap::new();
         for o in &rep.orphans {
-            if live.contains_key(&o.k) || journal.pending.contains_key(&o.k) {
+            let gone = match &lookup {
+                Some(l) => o.verified && l.liveness(&o.k) == Liveness::Gone,
+                None => true,
+            };
+            if !gone || live.contains_key(&o.k) || journal.pending.contains_key(&o.k) {
                 rep.skipped_live += 1;
                 continue;
             }
@@ -433,8 +454,8 @@ fn table(r: &Report, delete: bool) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "export {}: {} file(s), {} byte(s); {} iod(s) hold {} local file(s) ({} of other exports); {} pending in unlinkd's journal",
-        r.export, r.files, r.bytes, r.iods, r.iod_files, r.foreign, r.pending
+        "export {}: {} file(s), {} byte(s); {} iod(s) hold {} local file(s) ({} of other file systems, {} of live files outside {}); {} pending in unlinkd's journal",
+        r.export, r.files, r.bytes, r.iods, r.iod_files, r.foreign, r.live_elsewhere, r.dir, r.pending
     );
     if !r.without_header.is_empty() {
         let _ = writeln!(
@@ -458,7 +479,7 @@ fn table(r: &Report, delete: bool) -> String {
         },
         if delete {
             format!(
-                "; {} local file(s) deleted, {} became live or pending",
+                "; {} local file(s) deleted, {} kept (live or pending by now, or not verifiable)",
                 r.deleted, r.skipped_live
             )
         } else {
@@ -507,6 +528,7 @@ mod tests {
                 key: key_name(&k),
                 len: 5,
                 mtime: 0,
+                verified: true,
                 k,
             }],
             missing: vec![Missing {

@@ -10,6 +10,7 @@ pub mod fsck;
 pub mod genkey;
 pub mod layouts;
 pub mod list;
+pub mod liveness;
 pub mod load;
 pub mod load_key;
 pub mod man;
