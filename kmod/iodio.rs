@@ -67,6 +67,20 @@ const MAX_NOTICES: usize = 16;
 
 static EPOCH: Atomic<u64> = Atomic::new(0);
 static NEXT_SEQ: Atomic<u64> = Atomic::new(1);
+/// Write verifier changes asked of nfsd (`stats`: write_verifier_resets).
+static VERIFIER_RESETS: Atomic<u64> = Atomic::new(0);
+
+/// The number of write verifier changes since the module was loaded.
+pub(crate) fn verifier_resets() -> u64 {
+    VERIFIER_RESETS.load(Relaxed)
+}
+
+/// Changes nfsd's write verifier in `net`: clients send again every write
+/// not committed yet (an iod that may have lost some came back).
+pub(crate) fn reset_write_verifier(net: &NetRef) {
+    VERIFIER_RESETS.add(1u64, Relaxed);
+    net.reset_write_verifier();
+}
 
 /// A new request id: this module load's epoch (random, chosen on first
 /// use, never 0) and the next sequence number.
@@ -138,9 +152,15 @@ struct Exchange<'t> {
 /// instance, or a replay, must not undo what a newer one taught). A new
 /// instance of a known iod restarted, maybe with its machine or its disk:
 /// writes it acknowledged but never committed may be lost, so nfsd's write
-/// verifier changes and clients send them again.
+/// verifier changes and clients send them again. The source address is
+/// not authenticated: an instance another iod of the table has (instances
+/// are random per iod process) is a replay from a forged source, ignored.
 fn learn_instance(table: &Table, from: &SocketAddr, id: RequestId, instance: u64) {
     if id.epoch != EPOCH.load(Relaxed) {
+        return;
+    }
+    let others = table.viods.iter().flat_map(|v| v.members.iter());
+    if others.filter(|m| m.addr != *from).any(|m| m.instance.load(Relaxed) == instance) {
         return;
     }
     if let Some(iod) = table.iod(from) {
@@ -151,7 +171,7 @@ fn learn_instance(table: &Table, from: &SocketAddr, id: RequestId, instance: u64
                     let was = iod.instance.xchg(instance, Relaxed);
                     if was != 0 && was != instance {
                         if let Some(anchor) = &table.anchor {
-                            anchor.net.reset_write_verifier();
+                            reset_write_verifier(&anchor.net);
                         }
                     }
                     return;

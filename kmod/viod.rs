@@ -448,6 +448,10 @@ pub(crate) fn apply(
             )
             .map_err(oom)?,
         );
+        // Iods met from now on count as known instances: one that
+        // restarted while no table was loaded (module reload) would not
+        // look new, so writes acknowledged before are sent again now.
+        crate::iodio::reset_write_verifier(&net);
     }
     match *cmd {
         Command::AddViod { id, ref members } => {

@@ -2,13 +2,15 @@
 # SPDX-License-Identifier: GPL-2.0
 """Power-cut load and check for nfsp exports.
 
-  powercut.py load DIR ACKS   write, fsync, truncate, create, rename and
-                              remove files under DIR until killed; after
+  powercut.py load DIR ACKS   write, fsync, truncate, create, rename,
+                              hard-link and remove files (or one of their
+                              names) under DIR until killed; after
                               each operation is acknowledged (fsync or a
                               synchronous NFS call returned), append a line
                               saying so to ACKS, a file outside the VM
   powercut.py check DIR ACKS  after the power cut: every acknowledged byte,
-                              size, creation, rename and removal is there
+                              size, creation, rename, link and removal is
+                              there (the names of a file: one inode)
 
 Blocks are 64 KiB; each 4 KiB page of one holds a pattern naming its
 file's birth id, the block, the page and a version (a counter of the
@@ -54,8 +56,9 @@ def load(top, acks):
     os.makedirs(top, exist_ok=True)
     rng = random.Random(os.getpid() ^ int(time.time()))
     version = 0
+    serial = 0  # for new names
     next_fid = 1
-    files = {}  # fid -> [name, fd, {block: version} written since the last fsync]
+    files = {}  # fid -> [[names], fd, {block: version} written since the last fsync]
 
     def create():
         nonlocal next_fid, version
@@ -68,7 +71,7 @@ def load(top, acks):
         os.fsync(fd)
         ack("C", fid, name)
         ack("W", fid, 0, version)
-        files[fid] = [name, fd, {}]
+        files[fid] = [[name], fd, {}]
 
     for _ in range(3):
         create()
@@ -76,7 +79,8 @@ def load(top, acks):
     while True:
         op = rng.random()
         fid = rng.choice(list(files))
-        name, fd, pending = files[fid]
+        names, fd, pending = files[fid]
+        serial += 1
         if op < 0.70:
             block = rng.randrange(MAX_BLOCKS)
             version += 1
@@ -87,7 +91,7 @@ def load(top, acks):
                 for b, v in sorted(pending.items()):
                     ack("W", fid, b, v)
                 pending.clear()
-        elif op < 0.78:
+        elif op < 0.77:
             keep = rng.randrange(MAX_BLOCKS // 2)
             ack("t", fid, keep)
             os.ftruncate(fd, keep * BLOCK)
@@ -95,20 +99,33 @@ def load(top, acks):
             for b in [b for b in pending if b >= keep]:
                 del pending[b]
             ack("T", fid, keep, version)
-        elif op < 0.86:
+        elif op < 0.84:
             create()
-        elif op < 0.93:
-            new = f"f{fid}.r{version}"
-            ack("n", fid, name, new)
-            os.rename(os.path.join(top, name), os.path.join(top, new))
-            files[fid][0] = new
-            ack("N", fid, name, new)
+        elif op < 0.89:
+            old, new = names[0], f"f{fid}.r{serial}"
+            ack("n", fid, old, new)
+            os.rename(os.path.join(top, old), os.path.join(top, new))
+            names[0] = new
+            ack("N", fid, old, new)
+        elif op < 0.94:
+            if len(names) < 3:
+                new = f"f{fid}.l{serial}"
+                ack("l", fid, new)
+                os.link(os.path.join(top, names[0]), os.path.join(top, new))
+                names.append(new)
+                ack("L", fid, new)
+        elif len(names) > 1:
+            # One name of several: the data stays.
+            gone = names.pop()
+            ack("u", fid, gone)
+            os.unlink(os.path.join(top, gone))
+            ack("U", fid, gone)
         elif len(files) > 2:
             os.close(fd)
-            ack("r", fid, name)
-            os.unlink(os.path.join(top, name))
+            ack("r", fid, names[0])
+            os.unlink(os.path.join(top, names[0]))
             del files[fid]
-            ack("R", fid, name)
+            ack("R", fid, names[0])
 
 
 def check(top, acks):
@@ -121,15 +138,15 @@ def check(top, acks):
             continue  # "started", or a line cut by the power cut
         # Lower case: an operation about to be made (the last one may have
         # been applied when the power went, without its acknowledgement).
-        if w[0] in ("t", "n", "r"):
+        if w[0] in ("t", "n", "r", "l", "u"):
             state[int(w[1])]["maybe"] = w
             continue
         lines += 1
         if w[0] != "C":
             state[int(w[1])].pop("maybe", None)
         if w[0] == "C":
-            state[int(w[1])] = {"name": w[2], "gone": False, "blocks": {}, "floor": {},
-                                "size": BLOCK}
+            state[int(w[1])] = {"names": {w[2]}, "unlinked": set(), "gone": False,
+                                "blocks": {}, "floor": {}, "size": BLOCK}
         elif w[0] == "W":
             s = state[int(w[1])]
             b, v = int(w[2]), int(w[3])
@@ -145,25 +162,57 @@ def check(top, acks):
                 s["floor"][b] = max(s["floor"].get(b, 0), at + 1)
             s["size"] = keep * BLOCK
         elif w[0] == "N":
-            state[int(w[1])]["name"] = w[3]
+            s = state[int(w[1])]
+            s["names"].discard(w[2])
+            s["unlinked"].add(w[2])
+            s["names"].add(w[3])
+        elif w[0] == "L":
+            state[int(w[1])]["names"].add(w[2])
+        elif w[0] == "U":
+            s = state[int(w[1])]
+            s["names"].discard(w[2])
+            s["unlinked"].add(w[2])
         elif w[0] == "R":
-            state[int(w[1])]["gone"] = True
+            s = state[int(w[1])]
+            s["gone"] = True
+            s["unlinked"] |= s["names"]
     errors = []
     checked = 0
     for fid, s in sorted(state.items()):
         maybe = s.get("maybe", [""])
-        path = os.path.join(top, s["name"])
+        # A name that went (renamed away, unlinked) must not be there,
+        # unless an unacknowledged rename brought it... never: names are
+        # never reused.
+        for n in sorted(s["unlinked"]):
+            if os.path.lexists(os.path.join(top, n)):
+                errors.append(f"{n} (file {fid}): its removal or rename was acknowledged, it exists")
         if s["gone"]:
-            if os.path.exists(path):
-                errors.append(f"{s['name']} (file {fid}): its removal was acknowledged, it exists")
             continue
-        if maybe[0] == "n" and not os.path.exists(path):
-            path = os.path.join(top, maybe[3])  # renamed, not acknowledged
+        # The names it must have, less what an unacknowledged operation
+        # may have taken (the rename's old name, the removed name).
+        inodes, present = set(), []
+        for n in sorted(s["names"]):
+            path = os.path.join(top, n)
+            if maybe[0] == "n" and n == maybe[2] and not os.path.lexists(path):
+                n, path = maybe[3], os.path.join(top, maybe[3])
+            try:
+                inodes.add(os.stat(path).st_ino)
+                present.append(n)
+            except OSError as e:
+                if not (maybe[0] in ("r", "u") and n == maybe[2]):
+                    errors.append(f"{n} (file {fid}): acknowledged, cannot be found: {e}")
+        if maybe[0] == "l" and os.path.lexists(os.path.join(top, maybe[2])):
+            inodes.add(os.stat(os.path.join(top, maybe[2])).st_ino)
+        if len(inodes) > 1:
+            errors.append(f"file {fid}: its names {present} are {len(inodes)} different files")
+        if not present:
+            continue
+        s["name"] = present[0]
+        path = os.path.join(top, present[0])
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError as e:
-            if maybe[0] != "r":  # removed, not acknowledged
-                errors.append(f"{s['name']} (file {fid}): acknowledged, cannot be opened: {e}")
+            errors.append(f"{s['name']} (file {fid}): acknowledged, cannot be opened: {e}")
             continue
         size = os.fstat(fd).st_size
         # cut, not acknowledged: shorter, and zeros past the cut allowed

@@ -223,6 +223,10 @@ forged() {
 }
 check "forged datagrams (unsigned, made-up keys, the cluster's key id): all dropped, nothing sent back" forged
 
+# nfsd's write verifier changes only when an iod comes back as a new
+# instance: replayed answers (even from another iod's address) must not
+# change it, or every client would send its uncommitted writes again.
+verifier_resets0=$(iodctl stats --json | jq -r .write_verifier_resets)
 replayed() {
 	local r0 r1 r caused out
 	r0=$(iod_stat replays) || return 1
@@ -270,6 +274,8 @@ under_attack() {
 		[ $((t1 - t0)) -lt 2000 ]
 }
 check "under attack: fio verified, PING within 2x, metrics answer, nothing back to the attacker" under_attack
+check "the replays never changed nfsd's write verifier" \
+	test "$(iodctl stats --json | jq -r .write_verifier_resets)" = "$verifier_resets0"
 
 all_up() {
 	jq -r '.iods // . | .[] | "\(.iod) \(.state) misses=\(.misses)"' "$state"

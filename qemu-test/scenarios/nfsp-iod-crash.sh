@@ -75,11 +75,12 @@ crash_storage() {
 	mount -t ext4 "$dev" "/srv/disk/iod$n" &&
 		mount --bind "/srv/disk/iod$n/data" "/srv/iod$n"
 }
-# The bytes the iods' disks hold of files written since the writer began.
+# The bytes the iods' disks hold (allocated, holes not counted) of files
+# written since the writer began.
 on_iods_now() {
 	local n t=0 b
 	for ((n = 1; n <= IODS; n++)); do
-		b=$(find "/srv/iod$n" -type f -newer "$src" -printf '%s\n' | awk '{s += $1} END {print s + 0}')
+		b=$(find "/srv/iod$n" -type f -newer "$src" -printf '%b\n' | awk '{s += $1 * 512} END {print s + 0}')
 		t=$((t + b))
 	done
 	echo "$t"

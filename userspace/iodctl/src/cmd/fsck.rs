@@ -48,7 +48,7 @@ use serde::Serialize;
 use unlinkd::client::Client;
 use unlinkd::members::{parse_list, Viods};
 
-use super::liveness::{header_from, InodeLookup, Liveness};
+use super::liveness::{header_from, require_header_access, InodeLookup, Liveness};
 use crate::control::Control;
 use crate::UsageError;
 
@@ -74,6 +74,33 @@ pub struct Args {
     pub timeout_ms: u64,
     #[command(flatten)]
     pub keys: unlinkd::keys::KeyArgs,
+}
+
+/// Live files asked of the inode lookup before it is trusted.
+const VOUCH_SAMPLE: usize = 64;
+
+/// Whether `dir` is the root of its file system as mounted (the root of
+/// its mount is the file system's `/`): then no other directory of the
+/// file system can hold files of another export.
+fn is_fs_root(dir: &Path) -> anyhow::Result<bool> {
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("resolving {}", dir.display()))?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").context("/proc/self/mountinfo")?;
+    // Fields: id parent major:minor root mount-point ...; the last mount
+    // on a point is the visible one.
+    let root = info
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split(' ');
+            let root = w.nth(3)?;
+            let point = w.next()?;
+            Some((root, point))
+        })
+        .filter(|(_, point)| Path::new(point) == dir)
+        .last()
+        .map(|(root, _)| root == "/");
+    Ok(root.unwrap_or(false))
 }
 
 /// A live nfsp file.
@@ -129,6 +156,8 @@ struct Report {
     missing: Vec<Missing>,
     deleted: u64,
     skipped_live: usize,
+    /// Orphans kept by --delete: the file system could not confirm them.
+    kept_unconfirmed: usize,
 }
 
 fn key_name(k: &FileKey) -> String {
@@ -290,10 +319,31 @@ impl Args {
         let viods: Viods =
             parse_list(&ctl.transact(cmd)?.join("\n"), "control file").context("viod list")?;
         let export = export_of(&self.export_dir)?;
+        require_header_access()?;
         let lookup = InodeLookup::new(&self.export_dir)?;
         let pb = bar(None, "meta-files");
         let (live, bad) = walk(&self.export_dir, export, &pb)?;
         pb.finish_and_clear();
+        // Trusted only if it finds what the walk found.
+        let lookup = lookup.filter(|l| {
+            let ok = l.vouches_for(live.keys().take(VOUCH_SAMPLE));
+            if !ok {
+                log::warn!(
+                    "{}: live files do not open by inode number: orphans not confirmed",
+                    self.export_dir.display()
+                );
+            }
+            ok
+        });
+        if self.delete && lookup.is_none() && !is_fs_root(&self.export_dir)? {
+            return Err(UsageError(format!(
+                "--delete: {} is not the root of its file system, and its file system \
+                 cannot confirm orphans by inode (ext4 can): files elsewhere on it \
+                 (another export) would look like orphans",
+                self.export_dir.display()
+            ))
+            .into());
+        }
         let journal = unlinkd::journal::read_state(&self.journal)
             .with_context(|| format!("journal {}", self.journal.display()))?;
         let mut rep = Report {
@@ -390,7 +440,7 @@ impl Args {
         rep.missing
             .sort_by(|a, b| a.path.cmp(&b.path).then(a.viod.cmp(&b.viod)));
         if self.delete && !rep.orphans.is_empty() {
-            self.delete_orphans(&mut rep, export, &mut client)?;
+            self.delete_orphans(&mut rep, export, lookup.as_ref(), &mut client)?;
         }
         let text = if self.json {
             serde_json::to_string(&rep).context("JSON")? + "\n"
@@ -398,7 +448,12 @@ impl Args {
             table(&rep, self.delete)
         };
         crate::render::print(&text)?;
-        let left = if self.delete { 0 } else { rep.orphans.len() };
+        // Deleting, what remains are the orphans nothing could confirm.
+        let left = if self.delete {
+            rep.kept_unconfirmed
+        } else {
+            rep.orphans.len()
+        };
         if left > 0 || !rep.missing.is_empty() {
             return Err(Problems(format!(
                 "{left} orphan(s), {} missing data",
@@ -414,20 +469,22 @@ impl Args {
         &self,
         rep: &mut Report,
         export: u64,
+        lookup: Option<&InodeLookup>,
         client: &mut Client,
     ) -> anyhow::Result<()> {
         let (live, _) = walk(&self.export_dir, export, &ProgressBar::hidden())?;
         let journal = unlinkd::journal::read_state(&self.journal)
             .with_context(|| format!("journal {}", self.journal.display()))?;
-        let lookup = InodeLookup::new(&self.export_dir)?;
         let mut by_addr: BTreeMap<SocketAddr, Vec<FileKey>> = BTreeMap::new();
         for o in &rep.orphans {
-            let gone = match &lookup {
-                Some(l) => o.verified && l.liveness(&o.k) == Liveness::Gone,
-                None => true,
-            };
-            if !gone || live.contains_key(&o.k) || journal.pending.contains_key(&o.k) {
+            if live.contains_key(&o.k) || journal.pending.contains_key(&o.k) {
                 rep.skipped_live += 1;
+                continue;
+            }
+            // Asked again right before: it must still be gone.
+            let confirmed = lookup.is_none_or(|l| o.verified && l.liveness(&o.k) == Liveness::Gone);
+            if !confirmed {
+                rep.kept_unconfirmed += 1;
                 continue;
             }
             by_addr.entry(o.iod).or_default().push(o.k);
@@ -479,8 +536,8 @@ fn table(r: &Report, delete: bool) -> String {
         },
         if delete {
             format!(
-                "; {} local file(s) deleted, {} kept (live or pending by now, or not verifiable)",
-                r.deleted, r.skipped_live
+                "; {} local file(s) deleted, {} live or pending by now, {} kept (not confirmed gone)",
+                r.deleted, r.skipped_live, r.kept_unconfirmed
             )
         } else {
             String::new()
@@ -517,6 +574,13 @@ fn table(r: &Report, delete: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_mount_of_a_whole_file_system_is_a_root() {
+        assert!(is_fs_root(Path::new("/")).unwrap());
+        let d = tempfile::tempdir().unwrap();
+        assert!(!is_fs_root(d.path()).unwrap(), "a plain directory");
+    }
 
     #[test]
     fn table_lists_orphans_and_missing() {

@@ -11,14 +11,21 @@
 //! file's `trusted.nfsp` seed then tells the key's file from a later one
 //! that reused the inode number. Other file systems check the generation,
 //! which a key does not hold: there the answer is "cannot tell".
+//!
+//! A wrong "gone" deletes live data, so the lookup is only trusted where
+//! it proved itself: the caller needs CAP_SYS_ADMIN (without it `trusted.*`
+//! reads as absent, every file would look gone) and CAP_DAC_READ_SEARCH,
+//! the export directory opens by handle, and files the walk found live
+//! must come back live ([`InodeLookup::vouches_for`]); the kernel reports
+//! an inode it fails to read (EIO, a bad checksum) as ESTALE too.
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use nfsp_proto::metafile::HEADER_LEN;
 use nfsp_proto::{FileKey, MetaHeader};
 
@@ -46,6 +53,31 @@ struct InoGenHandle {
     generation: u32,
 }
 
+/// Capability numbers (include/uapi/linux/capability.h).
+const CAP_DAC_READ_SEARCH: u32 = 2;
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// Whether this process has capability `cap` in effect (CapEff of
+/// /proc/self/status).
+fn has_capability(cap: u32) -> io::Result<bool> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .ok_or_else(|| io::Error::other("no CapEff line in /proc/self/status"))?;
+    Ok(eff & (1u64 << cap) != 0)
+}
+
+/// Fails unless the headers can be read: without CAP_SYS_ADMIN
+/// `trusted.nfsp` reads as absent and every file would look headerless.
+pub fn require_header_access() -> anyhow::Result<()> {
+    if !has_capability(CAP_SYS_ADMIN).context("reading the capabilities")? {
+        bail!("reading the trusted.nfsp headers needs CAP_SYS_ADMIN (run as root)");
+    }
+    Ok(())
+}
+
 /// Looks inodes up on the file system holding an export directory.
 pub struct InodeLookup {
     mount: File,
@@ -53,22 +85,36 @@ pub struct InodeLookup {
 
 impl InodeLookup {
     /// For the file system of `dir`; None where inodes cannot be opened by
-    /// number alone (not ext4).
+    /// number alone (not ext4, no CAP_DAC_READ_SEARCH, or the directory
+    /// itself does not open by its inode number).
     pub fn new(dir: &Path) -> anyhow::Result<Option<Self>> {
         let mount = File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
         let fs = nix::sys::statfs::fstatfs(&mount)
             .with_context(|| format!("statfs {}", dir.display()))?;
-        if fs.filesystem_type() != nix::sys::statfs::EXT4_SUPER_MAGIC {
+        if fs.filesystem_type() != nix::sys::statfs::EXT4_SUPER_MAGIC
+            || !has_capability(CAP_DAC_READ_SEARCH).context("reading the capabilities")?
+        {
             return Ok(None);
         }
-        Ok(Some(InodeLookup { mount }))
+        let ino = mount.metadata().context("stat of the export")?.ino();
+        let lookup = InodeLookup { mount };
+        let opened = u32::try_from(ino).ok().and_then(|ino| lookup.open(ino).ok());
+        let same = opened
+            .map(File::from)
+            .and_then(|f| f.metadata().ok())
+            .is_some_and(|m| m.ino() == ino);
+        Ok(same.then_some(lookup))
     }
 
-    /// Whether `key`'s file exists (needs CAP_DAC_READ_SEARCH).
-    pub fn liveness(&self, key: &FileKey) -> Liveness {
-        let Ok(ino) = u32::try_from(key.inode) else {
-            return Liveness::Unknown;
-        };
+    /// Whether every one of `keys` (files the walk found live) comes back
+    /// live: the lookup works here as assumed.
+    pub fn vouches_for<'a>(&self, keys: impl IntoIterator<Item = &'a FileKey>) -> bool {
+        keys.into_iter().all(|k| self.liveness(k) == Liveness::Live)
+    }
+
+    /// The inode `ino` as an `O_PATH` descriptor: nothing is opened for
+    /// real (a device node that took the number stays closed).
+    fn open(&self, ino: u32) -> io::Result<OwnedFd> {
         let mut handle = InoGenHandle {
             handle_bytes: 8,
             handle_type: FILEID_INO32_GEN,
@@ -81,25 +127,36 @@ impl InodeLookup {
             libc::open_by_handle_at(
                 self.mount.as_raw_fd(),
                 (&raw mut handle).cast::<libc::file_handle>(),
-                libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
             )
         };
         if fd < 0 {
-            return match io::Error::last_os_error().raw_os_error() {
-                Some(libc::ESTALE) | Some(libc::ENOENT) => Liveness::Gone,
-                // A symlink or device now has the inode number (O_NOFOLLOW
-                // on a symlink, an open refused): not a regular file, so
-                // not the key's.
-                Some(libc::ELOOP) => Liveness::Gone,
-                _ => Liveness::Unknown,
-            };
+            return Err(io::Error::last_os_error());
         }
         // SAFETY: `fd` was just opened and nothing else owns it.
-        let file = unsafe { File::from_raw_fd(fd) };
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    /// Whether `key`'s file exists (needs CAP_DAC_READ_SEARCH).
+    pub fn liveness(&self, key: &FileKey) -> Liveness {
+        let Ok(ino) = u32::try_from(key.inode) else {
+            return Liveness::Unknown;
+        };
+        let fd = match self.open(ino) {
+            Ok(fd) => fd,
+            Err(e) => {
+                return match e.raw_os_error() {
+                    Some(libc::ESTALE) | Some(libc::ENOENT) => Liveness::Gone,
+                    _ => Liveness::Unknown,
+                };
+            }
+        };
+        let file = File::from(fd);
         let Ok(md) = file.metadata() else {
             return Liveness::Unknown;
         };
         if !md.is_file() {
+            // A directory, symlink or device took the number.
             return Liveness::Gone;
         }
         if md.nlink() == 0 {
@@ -114,14 +171,17 @@ impl InodeLookup {
     }
 }
 
-/// The seed in `file`'s `trusted.nfsp` header; None without a valid one.
+/// The seed in the `trusted.nfsp` header of `file` (an `O_PATH`
+/// descriptor, read through its /proc/self/fd link); None without a
+/// valid one.
 fn seed_of(file: &File) -> io::Result<Option<u64>> {
+    let link = std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map_err(io::Error::other)?;
     let mut buf = [0u8; 256];
-    // SAFETY: `file` is open, the name a C string, the buffer as long as
-    // the length passed.
+    // SAFETY: valid C strings, the buffer as long as the length passed.
     let n = unsafe {
-        libc::fgetxattr(
-            file.as_raw_fd(),
+        libc::getxattr(
+            link.as_ptr(),
             c"trusted.nfsp".as_ptr(),
             buf.as_mut_ptr().cast(),
             buf.len(),
@@ -131,7 +191,8 @@ fn seed_of(file: &File) -> io::Result<Option<u64>> {
 }
 
 /// The header from a `getxattr` family call's result `n` into `buf`: None
-/// when the file has none (or not a valid one).
+/// when the file has none (or not a valid one). Call it right after the
+/// call: a negative `n` reads `errno`.
 pub fn header_from(n: isize, buf: &[u8]) -> io::Result<Option<MetaHeader>> {
     if n < 0 {
         let e = io::Error::last_os_error();
