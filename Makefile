@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all deps kernel nfs-utils kmod tools unit-test patch-check vm-test test bench demo clean fuzz powercut crash-test
+.PHONY: all deps kernel nfs-utils kmod tools packages unit-test patch-check vm-test test bench demo clean fuzz powercut crash-test
 
 all: kernel nfs-utils kmod tools
 
@@ -26,9 +26,17 @@ kmod: kernel
 tools:
 	$(CARGO) build --release --workspace --bins
 
+# dist/nfsp-tools_<version>_amd64.deb: the release binaries, units, manual
+# pages (scripts/build-packages.sh; the kernel side is not packaged).
+packages: tools
+	scripts/build-packages.sh
+
+# check-packages builds the package from release binaries (cargo's, fast
+# when 'make tools' ran) and lints it; it skips when not root.
 unit-test:
 	$(CARGO) test --workspace
 	userspace/systemd/check-units
+	CARGO="$(CARGO)" scripts/check-packages
 
 # The nfsd patch: its size (a tracked figure) and checkpatch --strict.
 patch-check: kernel

@@ -19,6 +19,8 @@ packages=(
 	e2fsprogs
 	# the units check (systemd-analyze verify/security)
 	systemd
+	# the package check (scripts/check-packages)
+	lintian
 	# the benchmark figure's font
 	fonts-dejavu-core
 	# nfs-utils build

@@ -66,6 +66,33 @@ struct Args {
     /// acknowledged but never committed.
     #[arg(long)]
     fault_injection: bool,
+    /// Write the manual page iod.8 into DIR and exit (packaging; hidden).
+    #[arg(long, value_name = "DIR", hide = true, exclusive = true)]
+    generate_man: Option<PathBuf>,
+}
+
+impl Args {
+    /// The arguments of this process, or `--generate-man`'s directory:
+    /// that flag stands alone, without the otherwise required --listen
+    /// and --data, so it is looked for before the rest is extracted.
+    fn parse_or_man() -> Result<Self, PathBuf> {
+        use clap::{CommandFactory, FromArgMatches};
+        let m = Self::command().get_matches();
+        if let Some(dir) = m.get_one::<PathBuf>("generate_man") {
+            return Err(dir.clone());
+        }
+        Self::from_arg_matches(&m).map_err(|e| e.format(&mut Self::command()).exit())
+    }
+}
+
+/// Write iod.8 into `dir` (created if missing).
+fn generate_man(dir: &std::path::Path) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let man = clap_mangen::Man::new(Args::command()).section("8");
+    man.generate_to(dir)
+        .with_context(|| format!("writing {}", dir.join(man.get_filename()).display()))?;
+    Ok(())
 }
 
 /// `IP`, `IP:PORT` or `[IPv6]:PORT`.
@@ -104,7 +131,10 @@ fn describe(keys: &Keys) -> String {
 
 fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = Args::parse();
+    let args = match Args::parse_or_man() {
+        Ok(a) => a,
+        Err(dir) => return generate_man(&dir),
+    };
     let keys = if args.insecure {
         warn!(
             "INSECURE MODE (--insecure): datagrams are not authenticated; anyone who can \
@@ -254,5 +284,24 @@ mod tests {
             "/k",
         ];
         assert!(Args::try_parse_from(both).is_err());
+    }
+
+    #[test]
+    fn man_page() {
+        // --generate-man needs no --listen/--data, and nothing else with it.
+        let m = Args::command()
+            .try_get_matches_from(["iod", "--generate-man", "/x"])
+            .unwrap();
+        assert_eq!(
+            m.get_one::<PathBuf>("generate_man"),
+            Some(&PathBuf::from("/x"))
+        );
+        let with = ["iod", "--generate-man", "/x", "--listen", "0.0.0.0:7000"];
+        assert!(Args::command().try_get_matches_from(with).is_err());
+        let d = tempfile::tempdir().unwrap();
+        generate_man(&d.path().join("man8")).unwrap();
+        let p = std::fs::read_to_string(d.path().join("man8/iod.8")).unwrap();
+        assert!(p.contains(".TH iod 8"), "{p}");
+        assert!(p.contains("\\-\\-listen") && !p.contains("generate"), "{p}");
     }
 }

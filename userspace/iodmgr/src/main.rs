@@ -26,6 +26,10 @@ pub enum Cmd {
     Run(cmd::run::Args),
     /// Show the members as the running monitor last saw them (state file).
     Status(cmd::status::Args),
+    /// Print the manual page (roff), or write one page per subcommand
+    /// (packaging; hidden).
+    #[command(hide = true)]
+    Man(unlinkd::man::Args),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +38,7 @@ fn main() -> ExitCode {
     let res = match &cli.cmd {
         Cmd::Run(a) => a.run(),
         Cmd::Status(a) => a.run(),
+        Cmd::Man(a) => a.run(<Cli as clap::CommandFactory>::command()),
     };
     unlinkd::exit("iodmgr", res)
 }
@@ -46,6 +51,22 @@ mod tests {
     fn clap_definition_is_valid() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn man_pages() {
+        use clap::CommandFactory;
+        let c = Cli::try_parse_from(["iodmgr", "man", "--dir", "/x"]).unwrap();
+        assert!(matches!(c.cmd, Cmd::Man(_)));
+        let d = tempfile::tempdir().unwrap();
+        let mut names: Vec<_> = unlinkd::man::write_pages(Cli::command(), d.path(), "8")
+            .unwrap()
+            .iter()
+            .map(|f| f.file_name().unwrap().to_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        // The hidden man subcommand gets no page.
+        assert_eq!(names, ["iodmgr-run.8", "iodmgr-status.8", "iodmgr.8"]);
     }
 
     #[test]

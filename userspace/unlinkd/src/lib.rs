@@ -2,13 +2,14 @@
 //! `unlinkd` as a library: the journal (`nfsp_proto::journal` entries in a
 //! file), the iod client (authenticated UNLINK, LIST, PING, READ, WRITE,
 //! TRUNCATE with request ids, iod instances, timeouts and retries), the
-//! cluster key options and the viod membership read from the control
-//! file; the daemon loop is the `run` subcommand. `iodctl fsck` and
-//! `iodmgr` use them too.
+//! cluster key options, the viod membership read from the control
+//! file, the manual pages (section 8); the daemon loop is the `run`
+//! subcommand. `iodctl fsck` and `iodmgr` use them too.
 
 pub mod client;
 pub mod journal;
 pub mod keys;
+pub mod man;
 pub mod members;
 
 /// Start `env_logger` (`RUST_LOG`, `info` by default, millisecond
