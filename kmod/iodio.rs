@@ -37,7 +37,7 @@ use kernel::{
     time::{Instant, Monotonic},
 };
 
-use crate::ffi::{random_u64, DirectReply, UdpSocket};
+use crate::ffi::{random_u64, DirectReply, NetRef, UdpSocket};
 use crate::proto::{
     auth::Keys,
     filekey::FileKey,
