@@ -270,8 +270,11 @@ under_attack() {
 	jq -c . /tmp/slow.json /tmp/flood.json /tmp/replay2.json /tmp/forge2.json | tee -a /tmp/attack.numbers
 	[ ! -e /tmp/fio.fail ] || { cat /tmp/fio.fail /tmp/fio.log >&2; return 1; }
 	[ "$during" -le $((2 * base)) ] || { echo "PING latency more than doubled" >&2; return 1; }
+	# A scrape takes 0.6-2.1 s here under emulation (curl's start
+	# included); one held up by the slow clients would take until the
+	# server cuts them (4 s).
 	[ "$(jq -s 'map(.received_bytes // 0) | add' /tmp/flood.json /tmp/forge2.json)" = 0 ] &&
-		[ $((t1 - t0)) -lt 2000 ]
+		[ $((t1 - t0)) -lt 3000 ]
 }
 check "under attack: fio verified, PING within 2x, metrics answer, nothing back to the attacker" under_attack
 check "the replays never changed nfsd's write verifier" \
