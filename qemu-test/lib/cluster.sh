@@ -249,6 +249,14 @@ mount_disks() {
 # meta-server, NFSv4.2 with layouts (the iods directly).
 POWERCUT_WRITERS="client1:tcp client1:pnfs client2:v4 client2:udp"
 
+# iods_on_disks: every iodN's data directory is on its own disk (--disks).
+iods_on_disks() {
+	local n
+	for ((n = 1; n <= IODS; n++)); do
+		[ "$(stat -c %d "/srv/iod$n")" = "$(stat -c %d "/srv/disk/iod$n")" ] || return 1
+	done
+}
+
 # unlinkd's journal in the power-cut VMs: on the meta disk, with the
 # meta-files, as /var/lib/nfsp would be on a real meta-server.
 PC_JOURNAL=/srv/disk/meta/unlinkd.journal

@@ -17,13 +17,7 @@ here=$(dirname "$0")
 top=$(cd "$here/../.." && pwd)
 nfsp_scenario_start
 
-on_disks() {
-	local n
-	for ((n = 1; n <= IODS; n++)); do
-		[ "$(stat -c %d "/srv/iod$n")" = "$(stat -c %d "/srv/disk/iod$n")" ] || return 1
-	done
-}
-check "every iod's data is on its own ext4 disk" on_disks
+check "every iod's data is on its own ext4 disk" iods_on_disks
 
 restart_iods() {
 	local n

@@ -13,11 +13,7 @@ here=$(dirname "$0")
 top=$(cd "$here/../.." && pwd)
 nfsp_scenario_start
 on_disks() {
-	local n
-	[ "$(stat -c %d /srv/nfsp)" = "$(stat -c %d /srv/disk/meta)" ] || return 1
-	for ((n = 1; n <= IODS; n++)); do
-		[ "$(stat -c %d "/srv/iod$n")" = "$(stat -c %d "/srv/disk/iod$n")" ] || return 1
-	done
+	[ "$(stat -c %d /srv/nfsp)" = "$(stat -c %d /srv/disk/meta)" ] && iods_on_disks
 }
 check "the nfsp exports and the iods' data are on the disks" on_disks
 check "an nfsp export with pnfs is mounted over NFSv4.2" nfsp_pnfs_up

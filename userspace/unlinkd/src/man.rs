@@ -81,6 +81,18 @@ impl Args {
     }
 }
 
+
+/// The file names of the pages [`write_pages`] writes for `cmd` into
+/// `dir`, sorted (for the binaries' tests).
+pub fn page_names(cmd: clap::Command, dir: &Path, section: &str) -> anyhow::Result<Vec<String>> {
+    let mut names: Vec<String> = write_pages(cmd, dir, section)?
+        .iter()
+        .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
