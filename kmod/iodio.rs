@@ -146,6 +146,75 @@ struct Exchange<'t> {
     probe: bool,
 }
 
+/// Identity mismatches seen (`stats`: identity_mismatches).
+static IDENTITY_MISMATCHES: Atomic<u64> = Atomic::new(0);
+
+pub(crate) fn identity_mismatches() -> u64 {
+    IDENTITY_MISMATCHES.load(Relaxed)
+}
+
+/// What an answer's instance taught.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Learned {
+    /// Its iod's instance (known already, or learned now).
+    Instance,
+    /// Nothing: an older answer, a replay, or not our iod's.
+    Nothing,
+    /// Its iod serves another data directory than the table's (see
+    /// [`wire::identity_of`]): the member is taken down.
+    Foreign,
+}
+
+/// Checks the data-directory identity `instance` carries against the one
+/// the table holds for `iod` (learning it from the first answer) and
+/// gives [`Learned::Foreign`] for another one: a wiped, swapped or
+/// mis-addressed iod holds none of its viod's data, and would read as
+/// holes. The member goes down (no read, no write reaches it) until it is
+/// re-synced or the admin accepts the new identity.
+fn check_identity(table: &Table, iod: &Iod, instance: u64) -> Learned {
+    let identity = wire::identity_of(instance);
+    let known = iod.identity.load(Relaxed);
+    if known == identity {
+        // Its own directory again (a disk mounted back): it stays down
+        // until set up, but may serve layouts then.
+        if iod.foreign.load(Relaxed) != 0 {
+            iod.foreign.store(0, Relaxed);
+        }
+        return Learned::Instance;
+    }
+    // The directory of another iod of the table: a replay from a forged
+    // source (identities outlive restarts), not this iod's.
+    let members = table.viods.iter().flat_map(|v| v.members.iter());
+    if members.filter(|m| m.addr != iod.addr).any(|m| m.identity.load(Relaxed) == identity) {
+        return Learned::Nothing;
+    }
+    if known == wire::UNKNOWN_IDENTITY {
+        match iod.identity.cmpxchg(known, identity, Relaxed) {
+            Ok(_) => {
+                pr_info!("nfsp: iod {:?}: data directory {:08x} (its first answer)\n", iod.addr, identity);
+                return Learned::Instance;
+            }
+            Err(now) if now == identity => return Learned::Instance,
+            Err(_) => {}
+        }
+    }
+    IDENTITY_MISMATCHES.add(1u64, Relaxed);
+    if iod.foreign.xchg(identity, Relaxed) != identity {
+        pr_warn!(
+            "nfsp: iod {:?} answers as data directory {:08x}, the table holds {:08x} \
+             (wiped, replaced or at the wrong address): taken down until re-synced or \
+             accepted (iodctl accept-identity)\n",
+            iod.addr,
+            identity,
+            iod.identity.load(Relaxed)
+        );
+    }
+    for m in table.viods.iter().flat_map(|v| v.members.iter()).filter(|m| m.addr == iod.addr) {
+        m.take_down();
+    }
+    Learned::Foreign
+}
+
 /// Learns the instance an authenticated answer from `from` to our request
 /// `id` carries: only from an answer to one of ours, and never from an
 /// answer older than the one learned last (a late answer of an earlier
@@ -155,31 +224,40 @@ struct Exchange<'t> {
 /// verifier changes and clients send them again. The source address is
 /// not authenticated: an instance another iod of the table has (instances
 /// are random per iod process) is a replay from a forged source, ignored.
-fn learn_instance(table: &Table, from: &SocketAddr, id: RequestId, instance: u64) {
+fn learn_instance(table: &Table, from: &SocketAddr, id: RequestId, instance: u64) -> Learned {
     if id.epoch != EPOCH.load(Relaxed) {
-        return;
+        return Learned::Nothing;
     }
     let others = table.viods.iter().flat_map(|v| v.members.iter());
     if others.filter(|m| m.addr != *from).any(|m| m.instance.load(Relaxed) == instance) {
-        return;
+        return Learned::Nothing;
     }
-    if let Some(iod) = table.iod(from) {
-        let mut seen = iod.instance_seq.load(Relaxed);
-        while id.seq > seen {
-            match iod.instance_seq.cmpxchg(seen, id.seq, Relaxed) {
-                Ok(_) => {
-                    let was = iod.instance.xchg(instance, Relaxed);
-                    if was != 0 && was != instance {
-                        if let Some(anchor) = &table.anchor {
-                            reset_write_verifier(&anchor.net);
-                        }
+    let Some(iod) = table.iod(from) else {
+        return Learned::Nothing;
+    };
+    let mut seen = iod.instance_seq.load(Relaxed);
+    if id.seq <= seen {
+        return Learned::Nothing;
+    }
+    match check_identity(table, iod, instance) {
+        Learned::Instance => {}
+        other => return other,
+    }
+    while id.seq > seen {
+        match iod.instance_seq.cmpxchg(seen, id.seq, Relaxed) {
+            Ok(_) => {
+                let was = iod.instance.xchg(instance, Relaxed);
+                if was != 0 && was != instance {
+                    if let Some(anchor) = &table.anchor {
+                        reset_write_verifier(&anchor.net);
                     }
-                    return;
                 }
-                Err(now) => seen = now,
+                return Learned::Instance;
             }
+            Err(now) => seen = now,
         }
     }
+    Learned::Nothing
 }
 
 /// The chain members of a write to `viod` after its head, with their
@@ -388,9 +466,16 @@ impl<'t> Exchange<'t> {
             }) else {
                 continue;
             };
-            learn_instance(table, &from, msg.id, msg.instance);
             if let Some(m) = table.iod(&from) {
                 m.answered();
+            }
+            if learn_instance(table, &from, msg.id, msg.instance) == Learned::Foreign {
+                // Nothing it says is about this viod's data; the client
+                // retries, without it.
+                if let Some(o) = self.out.get_mut(i) {
+                    o.iod.errors.add(1u64, Relaxed);
+                }
+                return Err(EAGAIN);
             }
             if let Body::Ack(a) = &msg.body {
                 if a.status == Status::Stale {
@@ -438,6 +523,26 @@ fn ack(op: MsgType, body: &Body<'_>) -> Result {
         Body::Ack(a) if a.op == op => Err(status_error(a.status)),
         _ => Err(EIO),
     }
+}
+
+/// Learns the instance (and the data-directory identity) of every iod of
+/// `iods` not known yet (PING; once per iod and module load or iod
+/// restart).
+pub(crate) fn learn_instances(table: &Table, iods: &[&Arc<Iod>]) -> Result {
+    let Some(first) = iods.iter().find(|i| i.instance.load(Relaxed) == 0) else {
+        return Ok(());
+    };
+    let mut ex = Exchange::new(table, &first.addr)?;
+    for (k, iod) in iods.iter().enumerate() {
+        let seen_before = iods.iter().take(k).any(|o| o.addr == iod.addr);
+        if iod.instance.load(Relaxed) == 0 && !seen_before {
+            ex.add(iod, None, 0, 0, 0, Body::Ping)?;
+        }
+    }
+    ex.run(|_, _, body| match body {
+        Body::Pong(_) => Ok(()),
+        _ => Err(EIO),
+    })
 }
 
 /// A file's data on the iods.
@@ -499,25 +604,6 @@ impl FileIo<'_> {
         })
     }
 
-    /// Learns the instance of every iod of `iods` not known yet (PING;
-    /// once per iod and module load or iod restart).
-    fn learn_instances(&self, iods: &[&Arc<Iod>]) -> Result {
-        let Some(first) = iods.iter().find(|i| i.instance.load(Relaxed) == 0) else {
-            return Ok(());
-        };
-        let mut ex = Exchange::new(self.table, &first.addr)?;
-        for (k, iod) in iods.iter().enumerate() {
-            let seen_before = iods.iter().take(k).any(|o| o.addr == iod.addr);
-            if iod.instance.load(Relaxed) == 0 && !seen_before {
-                ex.add(iod, None, 0, 0, 0, Body::Ping)?;
-            }
-        }
-        ex.run(|_, _, body| match body {
-            Body::Pong(_) => Ok(()),
-            _ => Err(EIO),
-        })
-    }
-
     /// Picks up what iods told the origin of earlier direct reads: a
     /// stale-instance refusal teaches the new instance (the client's
     /// retransmission then succeeds).
@@ -573,7 +659,7 @@ impl FileIo<'_> {
         for (iod, _, _) in iods.iter() {
             refs.push(iod, GFP_KERNEL)?;
         }
-        self.learn_instances(&refs)?;
+        learn_instances(self.table, &refs)?;
         let mut hops: KVec<Hop> = KVec::new();
         for (iod, local_offset, len) in iods.iter().skip(1) {
             hops.push(

@@ -547,7 +547,7 @@ fn stats(st: &State, table: &Table, out: &mut AnswerBuf<'_>) {
     let sign_id = keys.and_then(|k| k.signing().map(|k| k.id()));
     let accept_id = keys.and_then(|k| k.accepted().map(|k| k.id()));
     let space = viod::space(table).unwrap_or_default();
-    let lines: [(&str, u64); 19] = [
+    let lines: [(&str, u64); 20] = [
         ("keys_loaded", u64::from(keys.is_some())),
         ("key_sign_id", u64::from(sign_id.unwrap_or(0))),
         ("key_accept_id", u64::from(accept_id.unwrap_or(0))),
@@ -562,6 +562,7 @@ fn stats(st: &State, table: &Table, out: &mut AnswerBuf<'_>) {
         ("layouts", c.layouts.load(Relaxed)),
         ("fences", c.fences.load(Relaxed)),
         ("write_verifier_resets", iodio::verifier_resets()),
+        ("identity_mismatches", iodio::identity_mismatches()),
         ("deletions_pending_bytes", pending_bytes),
         ("failures", c.failures.load(Relaxed)),
         ("space_total", space.total),

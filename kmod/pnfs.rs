@@ -10,7 +10,8 @@
 //! member for now, see [`layout`]).
 //! Each data server gets a filehandle ([`DsHandle`]) naming the file, its
 //! layout and that server's viod, tagged with the cluster key for that
-//! iod's address (read only for a READ layout). Layouts are only handed
+//! iod's address and data-directory identity (read only for a READ
+//! layout): an iod that comes back wiped or swapped serves none of them. Layouts are only handed
 //! out while every member of the file's viods is up and answering, and
 //! every viod has as many members: a member that is down or re-syncing
 //! must get every write, which only I/O through the meta-server ensures.
@@ -25,6 +26,7 @@ use kernel::{prelude::*, sync::atomic::Relaxed};
 
 use crate::proto::{
     dsfh::{DsHandle, DS_FH_LEN},
+    wire::UNKNOWN_IDENTITY,
     ffl::{self, DataServer},
     filekey::FileKey,
     stripe::StripeLayout,
@@ -60,6 +62,19 @@ pub(crate) fn layout(
         return Err(EOPNOTSUPP);
     }
     let viod_at = |j: u32| (layout.first_viod + j) % width;
+    // The handles name each member's data directory: learn the ones not
+    // known yet (a PING each), or the client goes through us meanwhile.
+    let mut unknown = KVec::new();
+    for j in 0..width {
+        for m in table.viod(viod_at(j)).iter().flat_map(|v| v.members.iter()) {
+            if m.instance.load(Relaxed) == 0 || m.identity.load(Relaxed) == UNKNOWN_IDENTITY {
+                unknown.push(m, GFP_KERNEL)?;
+            }
+        }
+    }
+    if !unknown.is_empty() {
+        crate::iodio::learn_instances(table, &unknown).map_err(|_| EOPNOTSUPP)?;
+    }
     // Mirror m is every viod's member m: a member left out of the layout
     // would miss the clients' writes, so every viod must have as many.
     let mut mirrors = None;
@@ -97,7 +112,7 @@ pub(crate) fn layout(
             read_only: iomode == IOMODE_READ,
         };
         let mut fh = [0u8; DS_FH_LEN];
-        handle.seal(&sign, &member.addr, &mut fh)?;
+        handle.seal(&sign, &member.addr, member.identity.load(Relaxed), &mut fh)?;
         Ok(DataServer {
             device: member.device,
             fh,

@@ -49,6 +49,12 @@ pub(crate) struct Iod {
     pub(crate) instance: Atomic<u64>,
     /// The sequence number of the answer `instance` was learned from.
     pub(crate) instance_seq: Atomic<u64>,
+    /// The identity of its data directory (the high half of its
+    /// instances): given by the admin (`identity`, `iodctl load`) or
+    /// learned from its first answer; 0: not known yet.
+    pub(crate) identity: Atomic<u32>,
+    /// Another identity it answered with since (it is kept down); 0: none.
+    pub(crate) foreign: Atomic<u32>,
     /// Exponentially weighted mean latency (microseconds).
     latency_us: Atomic<u64>,
     /// The clock of `silent_until_ms`.
@@ -148,9 +154,18 @@ impl Iod {
         (total != 0).then_some(Space { total, free, avail })
     }
 
-    /// Whether clients may do I/O to it directly (pNFS): up and answering.
+    /// Whether clients may do I/O to it directly (pNFS): up, answering,
+    /// and with a known identity (its data-server filehandles name it).
     pub(crate) fn serves_layouts(&self) -> bool {
-        self.state() == IodState::Up && !self.silent()
+        self.state() == IodState::Up
+            && !self.silent()
+            && self.identity.load(Relaxed) != crate::proto::wire::UNKNOWN_IDENTITY
+            && self.foreign.load(Relaxed) == 0
+    }
+
+    /// Takes it out of service: it answered as another data directory.
+    pub(crate) fn take_down(&self) {
+        self.state.store(state_to_u32(IodState::Down), Relaxed);
     }
 
     /// Whether the iod receives writes (up, or re-syncing).
@@ -186,6 +201,8 @@ impl Iod {
             timeouts: self.timeouts.load(Relaxed),
             latency_us: self.latency_us.load(Relaxed),
             ds_errors: self.ds_errors.load(Relaxed),
+            identity: self.identity.load(Relaxed),
+            foreign: self.foreign.load(Relaxed),
         }
     }
 }
@@ -397,6 +414,8 @@ fn new_iod(net: &NetRef, addr: SocketAddr) -> Result<Arc<Iod>> {
             ds_errors: Atomic::new(0),
             instance: Atomic::new(0),
             instance_seq: Atomic::new(0),
+            identity: Atomic::new(0),
+            foreign: Atomic::new(0),
             latency_us: Atomic::new(0),
             created: Instant::now(),
             silent_until_ms: Atomic::new(0),
@@ -511,6 +530,17 @@ pub(crate) fn apply(
             let at = v.find(&addr).ok_or(ENOENT)?;
             if let Some(m) = v.members.get(at) {
                 m.state.store(state_to_u32(state), Relaxed);
+            }
+        }
+        Command::Identity { viod, addr, identity } => {
+            let v = t.viod(viod).ok_or(ENOENT)?;
+            let at = v.find(&addr).ok_or(ENOENT)?;
+            if let Some(m) = v.members.get(at) {
+                m.identity.store(identity, Relaxed);
+                m.foreign.store(0, Relaxed);
+                // Requests name its instance anew: the first answer is
+                // checked against (or teaches) this identity.
+                m.instance.store(0, Relaxed);
             }
         }
         Command::Timeout { ms } => t.timeout_ms = ms,

@@ -10,20 +10,21 @@
 //! add-iod VIOD ADDR:PORT
 //! del-iod VIOD ADDR:PORT
 //! set-state VIOD ADDR:PORT up|down|resync
+//! identity VIOD ADDR:PORT IDENTITY        (00000000: learn from its next answer)
 //! list
 //! stats
 //! timeout MS                              (1..=3600000)
 //! keys sign ID KEY [accept ID KEY]        (write-only: never read back)
 //! keys insecure                           (no key: unsigned messages)
 //! ```
-//! `ID` is 8 hex digits, `KEY` 64 (see [`super::auth::keyfile`]).
+//! `ID` and `IDENTITY` are 8 hex digits, `KEY` 64 (see [`super::auth::keyfile`]).
 //! Addresses: `192.0.2.1:7000` or `[2001:db8::1]:7000` (`[fe80::1%2]:7000`).
 //!
 //! Answers (one per line):
 //! ```text
 //! ok
 //! error <ERRNO-NAME> <message>
-//! viod ID iod ADDR:PORT STATE requests=N bytes=N errors=N timeouts=N latency_us=N ds_errors=N
+//! viod ID iod ADDR:PORT STATE requests=N bytes=N errors=N timeouts=N latency_us=N ds_errors=N identity=IDENTITY foreign=IDENTITY
 //! stat NAME VALUE
 //! ```
 
@@ -174,6 +175,18 @@ pub enum Command {
         /// New state.
         state: IodState,
     },
+    /// Record the identity of a member's data directory (see
+    /// [`super::wire::identity_of`]): the one it must answer with, or
+    /// [`super::wire::UNKNOWN_IDENTITY`] to take it from its next answer.
+    /// Clears what it answered with otherwise (`foreign`).
+    Identity {
+        /// Viod id.
+        viod: u32,
+        /// Member address.
+        addr: SocketAddr,
+        /// Identity.
+        identity: u32,
+    },
     /// List viods and members (answer: `viod ...` lines).
     List,
     /// Global statistics (answer: `stat NAME VALUE` lines).
@@ -236,6 +249,14 @@ fn parse_u32(s: &str, err: ProtoError) -> Result<u32> {
     s.parse::<u32>().map_err(|_| err)
 }
 
+/// Parse an identity: 8 hex digits.
+pub fn parse_identity(s: &str) -> Result<u32> {
+    if s.len() != 8 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ProtoError::InvalidField("identity"));
+    }
+    u32::from_str_radix(s, 16).map_err(|_| ProtoError::InvalidField("identity"))
+}
+
 fn parse_u64(s: &str, what: &'static str) -> Result<u64> {
     if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ProtoError::BadNumber(what));
@@ -293,6 +314,12 @@ impl Command {
                 let addr = parse_addr(arg("ADDR:PORT")?)?;
                 let state = IodState::parse(arg("STATE")?)?;
                 Command::SetState { viod, addr, state }
+            }
+            "identity" => {
+                let viod = parse_u32(arg("VIOD")?, ProtoError::BadViodId)?;
+                let addr = parse_addr(arg("ADDR:PORT")?)?;
+                let identity = parse_identity(arg("IDENTITY")?)?;
+                Command::Identity { viod, addr, identity }
             }
             "list" => Command::List,
             "stats" => Command::Stats,
@@ -356,6 +383,9 @@ impl fmt::Display for Command {
             Command::SetState { viod, addr, state } => {
                 write!(f, "set-state {viod} {addr} {state}")
             }
+            Command::Identity { viod, addr, identity } => {
+                write!(f, "identity {viod} {addr} {identity:08x}")
+            }
             Command::List => f.write_str("list"),
             Command::Stats => f.write_str("stats"),
             Command::Timeout { ms } => write!(f, "timeout {ms}"),
@@ -403,13 +433,20 @@ pub struct ListLine {
     /// Errors of its pNFS data server that clients reported when they
     /// returned layouts.
     pub ds_errors: u64,
+    /// The identity of its data directory the table holds
+    /// ([`super::wire::UNKNOWN_IDENTITY`] until its first answer).
+    pub identity: u32,
+    /// The other identity it last answered with (it is not read from
+    /// until re-synced or accepted); 0: none.
+    pub foreign: u32,
 }
 
 impl fmt::Display for ListLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "viod {} iod {} {} requests={} bytes={} errors={} timeouts={} latency_us={} ds_errors={}",
+            "viod {} iod {} {} requests={} bytes={} errors={} timeouts={} latency_us={} ds_errors={} \
+             identity={:08x} foreign={:08x}",
             self.viod,
             self.addr,
             self.state,
@@ -418,7 +455,9 @@ impl fmt::Display for ListLine {
             self.errors,
             self.timeouts,
             self.latency_us,
-            self.ds_errors
+            self.ds_errors,
+            self.identity,
+            self.foreign
         )
     }
 }
@@ -487,6 +526,16 @@ fn kv(word: Option<&str>, key: &'static str) -> Result<u64> {
 }
 
 #[cfg(not(nfsp_kernel))]
+fn kv_identity(word: Option<&str>, key: &'static str) -> Result<u32> {
+    let w = word.ok_or(ProtoError::MissingArgument(key))?;
+    let v = w
+        .strip_prefix(key)
+        .and_then(|r| r.strip_prefix('='))
+        .ok_or(ProtoError::InvalidField(key))?;
+    parse_identity(v)
+}
+
+#[cfg(not(nfsp_kernel))]
 fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.bytes().all(|b| {
@@ -541,6 +590,15 @@ impl<'a> Answer<'a> {
                     ds_errors: match w.next() {
                         None => 0,
                         t => kv(t, "ds_errors")?,
+                    },
+                    // Absent from modules before identities.
+                    identity: match w.next() {
+                        None => 0,
+                        t => kv_identity(t, "identity")?,
+                    },
+                    foreign: match w.next() {
+                        None => 0,
+                        t => kv_identity(t, "foreign")?,
                     },
                 })
             }
@@ -701,15 +759,23 @@ mod tests {
             timeouts: 2,
             latency_us: 350,
             ds_errors: 4,
+            identity: 0x1d00_00a1,
+            foreign: 0,
         };
         let s = l.to_string();
         assert_eq!(
             s,
-            "viod 3 iod [::1]:7000 down requests=10 bytes=1099511627776 errors=1 timeouts=2 latency_us=350 ds_errors=4"
+            "viod 3 iod [::1]:7000 down requests=10 bytes=1099511627776 errors=1 timeouts=2 latency_us=350 ds_errors=4 identity=1d0000a1 foreign=00000000"
         );
         assert_eq!(Answer::parse(&s), Ok(Answer::Member(l)));
-        let old = s.trim_end_matches(" ds_errors=4");
-        assert_eq!(Answer::parse(old), Ok(Answer::Member(ListLine { ds_errors: 0, ..l })));
+        // Lines of older modules.
+        let before_identities = s.trim_end_matches(" identity=1d0000a1 foreign=00000000");
+        let bare = ListLine { identity: 0, ..l };
+        assert_eq!(Answer::parse(before_identities), Ok(Answer::Member(bare)));
+        let old = before_identities.trim_end_matches(" ds_errors=4");
+        assert_eq!(Answer::parse(old), Ok(Answer::Member(ListLine { ds_errors: 0, ..bare })));
+        assert!(Answer::parse(&s.replace("identity=1d0000a1", "identity=1d00a1")).is_err());
+        assert!(Answer::parse(&s.replace("foreign=00000000", "foreign=0000000g")).is_err());
         assert_eq!(Answer::parse("ok\n"), Ok(Answer::Ok));
         assert_eq!(
             Answer::parse("error EINVAL bad viod id\n"),

@@ -11,7 +11,10 @@
 //! A handle is a capability sent in clear (AUTH_SYS): its tag proves the
 //! meta-server minted it *for one iod* (the tag covers that iod's data
 //! server address, which the iod knows as the address a connection
-//! reached), not that it is still current. The `epoch`
+//! reached, and the identity of its data directory, see
+//! [`wire::identity_of`]), not that it is still current. An iod started
+//! on a wiped or another data directory thus refuses every handle minted
+//! for the one it replaced, instead of serving holes. The `epoch`
 //! fences old handles: the iod refuses one older than the epoch it holds
 //! for the file.
 //!
@@ -28,7 +31,7 @@
 //! | 2 | this iod's viod (u16 LE) |
 //! | 2 | flags (u16 LE): bit 0 read only (a READ layout's) |
 //! | 4 | epoch (u32 LE) |
-//! | 16 | tag: BLAKE2s-128 under the key, over the handle with the tag as zeros, then the iod's address as [`wire::put_addr`] encodes it |
+//! | 16 | tag: BLAKE2s-128 under the key, over the handle with the tag as zeros, then the iod's address as [`wire::put_addr`] encodes it, then its data directory's identity (u32 LE) |
 
 use super::auth::{Key, TAG_LEN};
 #[cfg(not(nfsp_kernel))]
@@ -39,24 +42,27 @@ use super::codec::Writer;
 use super::error::{ProtoError, Result};
 use super::filekey::{FileKey, FILE_KEY_LEN};
 use super::stripe::StripeLayout;
-use super::wire::{put_addr, ADDR_LEN};
+use super::wire::{self, put_addr, ADDR_LEN};
 use core::net::SocketAddr;
 
 /// Magic of a data-server filehandle.
 pub const MAGIC: [u8; 2] = *b"nD";
 /// Format version.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Encoded length (NFSv3 allows up to 64 bytes).
 pub const DS_FH_LEN: usize = 4 + 4 + FILE_KEY_LEN + 4 + 4 * 2 + 4 + TAG_LEN;
 /// Where the tag starts.
 const TAG_AT: usize = DS_FH_LEN - TAG_LEN;
 
-/// The tag of `fh` for the iod at `server`.
-fn tag(key: &Key, fh: &[u8; DS_FH_LEN], server: &SocketAddr) -> Result<[u8; TAG_LEN]> {
-    let mut msg = [0u8; DS_FH_LEN + ADDR_LEN];
+/// The tag of `fh` for the iod at `server` whose data directory has
+/// `identity`.
+fn tag(key: &Key, fh: &[u8; DS_FH_LEN], server: &SocketAddr, identity: u32) -> Result<[u8; TAG_LEN]> {
+    let mut msg = [0u8; DS_FH_LEN + ADDR_LEN + 4];
     let (head, tail) = msg.split_at_mut(DS_FH_LEN);
     head.copy_from_slice(fh);
-    put_addr(&mut Writer::new(tail), server)?;
+    let mut w = Writer::new(tail);
+    put_addr(&mut w, server)?;
+    w.u32_le(identity)?;
     key.tag(&msg, TAG_AT).ok_or(ProtoError::BufferTooSmall)
 }
 
@@ -99,10 +105,19 @@ impl DsHandle {
         Ok(())
     }
 
-    /// Encodes the handle for the iod whose data server is `server`,
-    /// tagged with `key`, into `out`.
-    pub fn seal(&self, key: &Key, server: &SocketAddr, out: &mut [u8; DS_FH_LEN]) -> Result<()> {
+    /// Encodes the handle for the iod whose data server is `server` and
+    /// whose data directory has `identity`, tagged with `key`, into `out`.
+    pub fn seal(
+        &self,
+        key: &Key,
+        server: &SocketAddr,
+        identity: u32,
+        out: &mut [u8; DS_FH_LEN],
+    ) -> Result<()> {
         self.validate()?;
+        if identity == wire::UNKNOWN_IDENTITY {
+            return Err(ProtoError::InvalidField("identity"));
+        }
         let mut w = Writer::new(out);
         w.put(&MAGIC)?;
         w.u8(VERSION)?;
@@ -117,18 +132,23 @@ impl DsHandle {
         w.u16_le(if self.read_only { FLAG_READ_ONLY } else { 0 })?;
         w.u32_le(self.epoch)?;
         w.zeros(TAG_LEN)?;
-        let tag = tag(key, out, server)?;
+        let tag = tag(key, out, server, identity)?;
         out.get_mut(TAG_AT..)
             .ok_or(ProtoError::BufferTooSmall)?
             .copy_from_slice(&tag);
         Ok(())
     }
 
-    /// Decodes `fh`, sent to the data server at `server`, and checks its
-    /// tag against `keys` (the insecure mode accepts no handle: a
-    /// capability needs a key).
+    /// Decodes `fh`, sent to the data server at `server` of the data
+    /// directory `identity`, and checks its tag against `keys` (the
+    /// insecure mode accepts no handle: a capability needs a key).
     #[cfg(not(nfsp_kernel))]
-    pub fn open(fh: &[u8], keys: &Keys, server: &SocketAddr) -> core::result::Result<DsHandle, Refusal> {
+    pub fn open(
+        fh: &[u8],
+        keys: &Keys,
+        server: &SocketAddr,
+        identity: u32,
+    ) -> core::result::Result<DsHandle, Refusal> {
         let Ok(whole) = <&[u8; DS_FH_LEN]>::try_from(fh) else {
             return Err(Refusal::Forged);
         };
@@ -141,7 +161,7 @@ impl DsHandle {
             return Err(Refusal::Forged);
         };
         let key = keys.find(key_id).ok_or(Refusal::Forged)?;
-        let want = tag(key, whole, server).map_err(|_| Refusal::Forged)?;
+        let want = tag(key, whole, server, identity).map_err(|_| Refusal::Forged)?;
         let got: [u8; TAG_LEN] = fh
             .get(TAG_AT..)
             .and_then(|t| t.try_into().ok())
@@ -219,6 +239,8 @@ mod tests {
         SocketAddr::from(([10, 0, 0, 1], port))
     }
 
+    const ID: u32 = 0x5eed_1d01;
+
     fn handle() -> DsHandle {
         DsHandle {
             key: FileKey::new(1, 2, 3),
@@ -234,17 +256,22 @@ mod tests {
         let k = key(5, 9);
         let keys = Keys::new(k, None).unwrap();
         let mut fh = [0u8; DS_FH_LEN];
-        handle().seal(&k, &at(2049), &mut fh).unwrap();
+        handle().seal(&k, &at(2049), ID, &mut fh).unwrap();
         assert_eq!(DS_FH_LEN, 64, "an NFSv3 filehandle");
-        assert_eq!(DsHandle::open(&fh, &keys, &at(2049)), Ok(handle()));
+        assert_eq!(DsHandle::open(&fh, &keys, &at(2049), ID), Ok(handle()));
         // A rotation's accepted key opens it too.
         let rotated = Keys::new(key(6, 1), Some(k)).unwrap();
-        assert_eq!(DsHandle::open(&fh, &rotated, &at(2049)), Ok(handle()));
+        assert_eq!(DsHandle::open(&fh, &rotated, &at(2049), ID), Ok(handle()));
         // Another iod refuses it: its local file holds other blocks.
-        assert_eq!(DsHandle::open(&fh, &keys, &at(2050)), Err(Refusal::Forged));
+        assert_eq!(DsHandle::open(&fh, &keys, &at(2050), ID), Err(Refusal::Forged));
+        // So does an iod on another data directory at its address (wiped,
+        // swapped): it holds no blocks of the file.
+        assert_eq!(DsHandle::open(&fh, &keys, &at(2049), ID + 1), Err(Refusal::Forged));
+        // A handle needs a known identity.
+        assert!(handle().seal(&k, &at(2049), 0, &mut fh).is_err());
         let ro = DsHandle { read_only: true, ..handle() };
-        ro.seal(&k, &at(2049), &mut fh).unwrap();
-        assert_eq!(DsHandle::open(&fh, &keys, &at(2049)), Ok(ro));
+        ro.seal(&k, &at(2049), ID, &mut fh).unwrap();
+        assert_eq!(DsHandle::open(&fh, &keys, &at(2049), ID), Ok(ro));
     }
 
     #[test]
@@ -253,20 +280,20 @@ mod tests {
         let keys = Keys::new(k, None).unwrap();
         let mut fh = [0u8; DS_FH_LEN];
         let s = at(2049);
-        handle().seal(&k, &s, &mut fh).unwrap();
+        handle().seal(&k, &s, ID, &mut fh).unwrap();
         for i in 0..DS_FH_LEN {
             let mut bad = fh;
             bad[i] ^= 1;
-            assert_eq!(DsHandle::open(&bad, &keys, &s), Err(Refusal::Forged), "byte {i}");
+            assert_eq!(DsHandle::open(&bad, &keys, &s, ID), Err(Refusal::Forged), "byte {i}");
         }
-        assert_eq!(DsHandle::open(&fh[..DS_FH_LEN - 1], &keys, &s), Err(Refusal::Forged));
+        assert_eq!(DsHandle::open(&fh[..DS_FH_LEN - 1], &keys, &s, ID), Err(Refusal::Forged));
         let other = Keys::new(key(5, 8), None).unwrap();
-        assert_eq!(DsHandle::open(&fh, &other, &s), Err(Refusal::Forged), "same id, other key");
-        assert_eq!(DsHandle::open(&fh, &Keys::insecure(), &s), Err(Refusal::Forged));
+        assert_eq!(DsHandle::open(&fh, &other, &s, ID), Err(Refusal::Forged), "same id, other key");
+        assert_eq!(DsHandle::open(&fh, &Keys::insecure(), &s, ID), Err(Refusal::Forged));
         // Invalid fields are never sealed.
         let mut h = handle();
         h.viod = 4;
-        assert!(h.seal(&k, &s, &mut fh).is_err());
+        assert!(h.seal(&k, &s, ID, &mut fh).is_err());
     }
 
     #[test]

@@ -61,6 +61,9 @@ fn ds_addr() -> core::net::SocketAddr {
     core::net::SocketAddr::from(([10, 0, 0, 1], 7000))
 }
 
+/// The data directory identity of the iod at [`ds_addr`].
+const DS_IDENTITY: u32 = 0x0d5d_1d01;
+
 /// `ds3` target: an RPC record a pNFS client sends an iod decodes without
 /// panicking, within the limits a data server relies on.
 pub fn ds3(data: &[u8]) {
@@ -84,10 +87,10 @@ pub fn ds3(data: &[u8]) {
 pub fn dsfh(data: &[u8]) {
     use super::dsfh::{DsHandle, DS_FH_LEN};
     let keys = test_keys();
-    if let Ok(h) = DsHandle::open(data, &keys, &ds_addr()) {
+    if let Ok(h) = DsHandle::open(data, &keys, &ds_addr(), DS_IDENTITY) {
         let sign = keys.find(u32::from_le_bytes([data[4], data[5], data[6], data[7]]));
         let mut again = [0u8; DS_FH_LEN];
-        h.seal(sign.expect("the key that opened it"), &ds_addr(), &mut again)
+        h.seal(sign.expect("the key that opened it"), &ds_addr(), DS_IDENTITY, &mut again)
             .expect("an opened handle seals again");
         assert_eq!(&again[..], data);
         let _ = h.local_offset(u64::MAX - 1, 4096);
@@ -929,6 +932,14 @@ fn control_seeds() -> Vec<Seed> {
                 state: IodState::Resync,
             },
         ),
+        (
+            "identity",
+            Command::Identity {
+                viod: 1,
+                addr: doc4(11, 7000),
+                identity: 0x1d00_0001,
+            },
+        ),
         ("list", Command::List),
         ("stats", Command::Stats),
         ("timeout", Command::Timeout { ms: 2500 }),
@@ -963,6 +974,8 @@ fn control_seeds() -> Vec<Seed> {
         timeouts: 2,
         latency_us: 350,
         ds_errors: 1,
+        identity: 0x1d00_0001,
+        foreign: 0xf0_0002,
     };
     let answers = [
         ("ok", Answer::Ok),
@@ -1128,10 +1141,10 @@ fn ds_seeds() -> Vec<Seed> {
         read_only: false,
     };
     let mut fh = [0u8; DS_FH_LEN];
-    h.seal(&test_key(), &ds_addr(), &mut fh).expect("seals");
+    h.seal(&test_key(), &ds_addr(), DS_IDENTITY, &mut fh).expect("seals");
     let mut ro = [0u8; DS_FH_LEN];
     DsHandle { read_only: true, ..h }
-        .seal(&test_accept_key(), &ds_addr(), &mut ro)
+        .seal(&test_accept_key(), &ds_addr(), DS_IDENTITY, &mut ro)
         .expect("seals");
     let be = |w: &[u32]| w.iter().flat_map(|v| v.to_be_bytes()).collect::<Vec<u8>>();
     let call = |proc_: u32, args: &[u8]| {

@@ -41,6 +41,29 @@ pub const KEY_ID_OFFSET: usize = 8;
 /// Offset of the destination/answering iod instance in the header.
 #[cfg(not(nfsp_kernel))]
 pub const INSTANCE_OFFSET: usize = 32;
+/// The identity a table records before it learned the real one.
+pub const UNKNOWN_IDENTITY: u32 = 0;
+
+/// The identity of the data directory an iod instance serves: the high
+/// half of the instance. An iod draws its identity once, when it first
+/// starts on an empty data directory, and keeps it there; the low half is
+/// drawn anew at each start. A wiped, swapped or mis-addressed iod thus
+/// answers with another identity, and the meta-server reads nothing from
+/// it until it is re-synced or the admin accepts it (32 random bits make
+/// a collision of two directories of one cluster as likely as 1 in 2^32
+/// per pair; the low half keeps a restart's instance new with the same
+/// odds, and the replay windows cover the rest).
+pub fn identity_of(instance: u64) -> u32 {
+    (instance >> 32) as u32
+}
+
+/// The instance of the data directory `identity` (never 0) at a start
+/// that drew `random`.
+#[cfg(not(nfsp_kernel))]
+pub fn instance_of(identity: u32, random: u32) -> u64 {
+    (u64::from(identity) << 32) | u64::from(random)
+}
+
 /// Offset of the authentication tag in the header.
 pub const AUTH_TAG_OFFSET: usize = 40;
 /// Length of the authentication tag.

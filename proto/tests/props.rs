@@ -314,9 +314,9 @@ proptest! {
     }
 
     #[test]
-    fn listline_rt(viod in any::<u32>(), a in addr(), st in 0u8..3, n in any::<[u64; 6]>()) {
+    fn listline_rt(viod in any::<u32>(), a in addr(), st in 0u8..3, n in any::<[u64; 6]>(), ids in any::<[u32; 2]>()) {
         let state = [IodState::Up, IodState::Down, IodState::Resync][st as usize];
-        let l = ListLine { viod, addr: a, state, requests: n[0], bytes: n[1], errors: n[2], timeouts: n[3], latency_us: n[4], ds_errors: n[5] };
+        let l = ListLine { viod, addr: a, state, requests: n[0], bytes: n[1], errors: n[2], timeouts: n[3], latency_us: n[4], ds_errors: n[5], identity: ids[0], foreign: ids[1] };
         let text = l.to_string();
         prop_assert_eq!(Answer::parse(&text).unwrap(), Answer::Member(l));
     }
@@ -342,6 +342,11 @@ fn command() -> impl Strategy<Value = Command> {
             viod,
             addr,
             state
+        }),
+        (any::<u32>(), addr(), any::<u32>()).prop_map(|(viod, addr, identity)| Command::Identity {
+            viod,
+            addr,
+            identity
         }),
         Just(Command::List),
         Just(Command::Stats),

@@ -195,9 +195,10 @@ fn main() -> anyhow::Result<()> {
     out(format_args!("iod listening on {addr}"));
     info!(
         "iod listening on {addr}, data {}, {workers} workers, buffer memory {} KiB, \
-         instance {instance:016x}, {}, meta {:?}, peers {:?}, max file size {}",
+         data identity {:08x}, instance {instance:016x}, {}, meta {:?}, peers {:?}, max file size {}",
         args.data.display(),
         workers * 2 * iod::server::BUF_LEN / 1024,
+        nfsp_proto::wire::identity_of(instance),
         describe(&handle.keys()),
         args.meta,
         args.peers,

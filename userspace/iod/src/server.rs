@@ -243,7 +243,8 @@ fn enlarge_receive_buffer(sock: &UdpSocket) {
 }
 
 impl Server {
-    /// Bind the socket, open the data directory, pick a random instance.
+    /// Bind the socket, open the data directory (and its identity), pick a
+    /// random instance of it.
     pub fn bind(cfg: Config) -> Result<Self, ServerError> {
         let sock = UdpSocket::bind(cfg.listen).map_err(|source| ServerError::Bind {
             addr: cfg.listen,
@@ -256,7 +257,22 @@ impl Server {
             path: cfg.data_dir.clone(),
             source,
         })?;
-        let instance = nfsp_keys::random_nonzero_u64().map_err(io_step("random instance"))?;
+        let (identity, drawn) = store
+            .identity(|| nfsp_keys::random_nonzero_u64().map(|v| v as u32))
+            .map_err(|source| ServerError::DataDir {
+                path: cfg.data_dir.clone(),
+                source,
+            })?;
+        if drawn {
+            warn!(
+                "data directory {} had no identity: it is {identity:08x} from now on (first \
+                 start on it; a meta-server that knew another one reads nothing from this iod \
+                 until it is re-synced or accepted)",
+                cfg.data_dir.display()
+            );
+        }
+        let random = nfsp_keys::random_nonzero_u64().map_err(io_step("random instance"))?;
+        let instance = wire::instance_of(identity, random as u32);
         let ds = match cfg.ds_listen {
             Some(addr) => {
                 // Fencing keeps layout epochs in extended attributes.
@@ -409,6 +425,11 @@ impl Shared {
         *self.keys.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The identity of our data directory (constant: rotations keep it).
+    fn identity(&self) -> u32 {
+        wire::identity_of(self.instance.load(Ordering::SeqCst))
+    }
+
     fn replay(&self) -> std::sync::MutexGuard<'_, ReplayTable> {
         self.replay.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -428,20 +449,23 @@ impl Shared {
     }
 }
 
-/// A random instance different from `old`.
+/// A new instance of the data directory of `old`: the same identity,
+/// another random half.
 fn new_instance(old: u64) -> u64 {
+    let identity = wire::identity_of(old);
     loop {
         let v = match nfsp_keys::random_nonzero_u64() {
-            Ok(v) => v,
+            Ok(v) => v as u32,
             Err(e) => {
                 // No randomness: still a different instance, which is
                 // what the security argument needs (never one seen before).
                 log::error!("random instance: {e}");
-                old.wrapping_add(0x9E37_79B9_7F4A_7C15).max(1)
+                (old as u32).wrapping_add(0x7F4A_7C15)
             }
         };
-        if v != old {
-            return v;
+        let new = wire::instance_of(identity, v);
+        if new != old {
+            return new;
         }
     }
 }
@@ -1177,6 +1201,21 @@ fn handle_read(cx: &Ctx<'_>, id: RequestId, r: &Read<'_>, sbuf: &mut [u8]) {
                     read_failed(cx, id, r, sbuf);
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rotated_instance_keeps_the_identity() {
+        let old = wire::instance_of(0x1d1d_0001, 5);
+        for _ in 0..100 {
+            let new = new_instance(old);
+            assert_ne!(new, old);
+            assert_eq!(wire::identity_of(new), 0x1d1d_0001);
         }
     }
 }

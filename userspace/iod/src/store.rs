@@ -42,6 +42,19 @@ pub enum StoreError {
 /// absent = 0): the pNFS data server refuses filehandles minted before it.
 const EPOCH_XATTR: &str = "user.nfsp.layout_epoch";
 
+/// File of the data directory holding its identity (8 hex digits and a
+/// newline; see [`nfsp_proto::wire::identity_of`]). Not a two-hex-digit
+/// name: listings never see it.
+pub const IDENTITY_FILE: &str = "nfsp-identity";
+
+/// What a data directory's identity file says, or why it cannot be used.
+fn parse_identity(text: &str) -> Option<u32> {
+    let hex = text.strip_suffix('\n')?;
+    nfsp_proto::control::parse_identity(hex)
+        .ok()
+        .filter(|i| *i != nfsp_proto::wire::UNKNOWN_IDENTITY)
+}
+
 /// A new file in `dir` with a name of its own.
 fn tempfile_in(dir: &Path) -> io::Result<(File, PathBuf)> {
     let p = dir.join(format!(".epoch-probe-{}", std::process::id()));
@@ -127,6 +140,48 @@ impl Store {
             lengths: Arc::new(std::array::from_fn(|_| RwLock::new(()))),
             fresh: Arc::new(Mutex::new(HashSet::new())),
         })
+    }
+
+    /// The identity of the data directory, and whether this start drew
+    /// it: it is drawn (`draw`, never 0) and made durable when the
+    /// directory has none, i.e. at the first start on it, or on a wiped
+    /// or new disk. A file that exists but cannot be read or parsed is an
+    /// error: the iod must not start as another directory.
+    pub fn identity(&self, mut draw: impl FnMut() -> io::Result<u32>) -> io::Result<(u32, bool)> {
+        let path = self.root.join(IDENTITY_FILE);
+        match fs::read_to_string(&path) {
+            Ok(text) => {
+                return parse_identity(&text).map(|i| (i, false)).ok_or_else(|| {
+                    io::Error::new(
+                        ErrorKind::InvalidData,
+                        format!("{}: not an identity (8 hex digits, not all zero)", path.display()),
+                    )
+                })
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+        }
+        let identity = loop {
+            let i = draw()?;
+            if i != nfsp_proto::wire::UNKNOWN_IDENTITY {
+                break i;
+            }
+        };
+        // Durable before the first answer names it: a crash must not
+        // bring the directory back with no identity, or another one.
+        let tmp = self.root.join(format!(".{IDENTITY_FILE}.{}", std::process::id()));
+        let written = (|| {
+            let f = File::create(&tmp)?;
+            f.write_all_at(format!("{identity:08x}\n").as_bytes(), 0)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            File::open(&self.root)?.sync_all()
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display())));
+        }
+        Ok((identity, true))
     }
 
     /// Whether the data directory keeps layout epochs (user extended
@@ -494,6 +549,46 @@ fn leaf_keys(dir: &Path, a: u8, b: u8) -> Result<Vec<FileKey>, StoreError> {
         }
     }
     Ok(v)
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::*;
+
+    #[test]
+    fn drawn_once_then_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path()).unwrap();
+        assert_eq!(store.identity(|| Ok(0x1234_abcd)).unwrap(), (0x1234_abcd, true));
+        assert_eq!(
+            fs::read_to_string(dir.path().join(IDENTITY_FILE)).unwrap(),
+            "1234abcd\n"
+        );
+        // Later starts keep it; nothing is drawn.
+        let again = Store::new(dir.path()).unwrap();
+        assert_eq!(again.identity(|| panic!("drawn again")).unwrap(), (0x1234_abcd, false));
+        // A draw of 0 (unknown) is drawn again.
+        let other = tempfile::tempdir().unwrap();
+        let mut draws = [0u32, 7].into_iter();
+        let s = Store::new(other.path()).unwrap();
+        assert_eq!(s.identity(|| Ok(draws.next().unwrap())).unwrap(), (7, true));
+        // No temporary file is left, and listings do not see the file.
+        let names: Vec<_> = fs::read_dir(other.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, [IDENTITY_FILE]);
+        assert!(hex_dirs(other.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_damaged_identity_is_an_error() {
+        for text in ["", "1234abcd", "00000000\n", "1234abcg\n", "1234abcd0\n"] {
+            let dir = tempfile::tempdir().unwrap();
+            fs::write(dir.path().join(IDENTITY_FILE), text).unwrap();
+            let store = Store::new(dir.path()).unwrap();
+            let e = store.identity(|| Ok(9)).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidData, "{text:?}");
+            assert!(e.to_string().contains(IDENTITY_FILE), "{e}");
+        }
+    }
 }
 
 #[cfg(test)]

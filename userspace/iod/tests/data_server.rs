@@ -89,6 +89,12 @@ fn read_args(fh: &[u8], off: u64, count: u32) -> Vec<u8> {
     a
 }
 
+/// The identity of the data directory `dir` (an iod has started on it).
+fn identity_of(dir: &std::path::Path) -> u32 {
+    let text = std::fs::read_to_string(dir.join("nfsp-identity")).unwrap();
+    u32::from_str_radix(text.trim_end(), 16).unwrap()
+}
+
 #[test]
 fn serves_striped_reads_and_writes() {
     let dir = tempfile::tempdir().unwrap();
@@ -98,6 +104,7 @@ fn serves_striped_reads_and_writes() {
         ..Opts::default()
     };
     let _iod = spawn_iod_with(dir.path(), &o);
+    let id = identity_of(dir.path());
     let key = test_keys();
     let sign = *key.signing().unwrap();
     // Viod 1 of a 3-wide file whose block 0 is on viod 2: viod 1 holds
@@ -110,7 +117,7 @@ fn serves_striped_reads_and_writes() {
         read_only: false,
     };
     let mut fh = [0u8; DS_FH_LEN];
-    h.seal(&sign, &ds, &mut fh).unwrap();
+    h.seal(&sign, &ds, id, &mut fh).unwrap();
     let mut c = Rpc::connect(ds);
 
     // NULL.
@@ -156,7 +163,7 @@ fn serves_striped_reads_and_writes() {
 
     // A READ layout's handle: reads, never writes.
     let mut ro = [0u8; DS_FH_LEN];
-    DsHandle { read_only: true, ..h }.seal(&sign, &ds, &mut ro).unwrap();
+    DsHandle { read_only: true, ..h }.seal(&sign, &ds, id, &mut ro).unwrap();
     assert_eq!(word(&c.nfs(6, &read_args(&ro, 2 * B + 10, 5)), 0), 0);
     assert_eq!(word(&c.nfs(7, &write_args(&ro, 2 * B, 2, b"x")), 0), 13, "ACCES");
     assert_eq!(word(&c.nfs(21, &read_args(&ro, 0, 0)), 0), 13, "ACCES");
@@ -173,11 +180,13 @@ fn serves_striped_reads_and_writes() {
     assert_eq!(word(&c.nfs(6, &read_args(&bad, 2 * B, 10)), 0), 10001, "BADHANDLE");
     let other = nfsp_proto::auth::Key::new(99, [7; 32]).unwrap();
     let mut fh2 = [0u8; DS_FH_LEN];
-    h.seal(&other, &ds, &mut fh2).unwrap();
+    h.seal(&other, &ds, id, &mut fh2).unwrap();
     assert_eq!(word(&c.nfs(7, &write_args(&fh2, 2 * B, 2, b"x")), 0), 10001);
     let elsewhere: SocketAddr = "127.0.0.1:1".parse().unwrap();
-    h.seal(&sign, &elsewhere, &mut fh2).unwrap();
+    h.seal(&sign, &elsewhere, id, &mut fh2).unwrap();
     assert_eq!(word(&c.nfs(21, &read_args(&fh2, 0, 0)), 0), 10001, "for another iod");
+    h.seal(&sign, &ds, id ^ 1, &mut fh2).unwrap();
+    assert_eq!(word(&c.nfs(6, &read_args(&fh2, 2 * B, 10)), 0), 10001, "for another data directory");
     assert_eq!(&std::fs::read(&local).unwrap(), &bytes, "nothing applied");
 
     // Other programs (the LOCALIO probe), versions and procedures.
@@ -218,13 +227,14 @@ fn fences_handles_of_older_layout_epochs() {
         ..Opts::default()
     };
     let iod = spawn_iod_with(dir.path(), &o);
+    let id = identity_of(dir.path());
     let sign = *test_keys().signing().unwrap();
     let layout = StripeLayout::new(B as u32, 1, 0).unwrap();
     let key = FileKey::new(3, 4, 5);
     let handle = |epoch| {
         let mut fh = [0u8; DS_FH_LEN];
         DsHandle { key, layout, viod: 0, epoch, read_only: false }
-            .seal(&sign, &ds, &mut fh)
+            .seal(&sign, &ds, id, &mut fh)
             .unwrap();
         fh
     };
@@ -264,4 +274,16 @@ fn fences_handles_of_older_layout_epochs() {
     let r = c.nfs(6, &read_args(&new, 0, 10));
     assert_eq!((word(&r, 0), word(&r, 2)), (0, 5));
     assert_eq!(&r[20..25], b"abcXY");
+    assert_eq!(identity_of(dir.path()), id, "the data directory keeps its identity");
+
+    // Wiped: the iod starts as another data directory and serves none of
+    // the handles minted for the old one (a hole of zeros otherwise).
+    drop(c);
+    drop(_iod);
+    std::fs::remove_dir_all(dir.path()).unwrap();
+    let _iod = spawn_iod_with(dir.path(), &o);
+    assert_ne!(identity_of(dir.path()), id);
+    let mut c = Rpc::connect(ds);
+    assert_eq!(word(&c.nfs(6, &read_args(&new, 0, 10)), 0), 10001, "READ after a wipe: BADHANDLE");
+    assert_eq!(word(&c.nfs(7, &write_args(&new, 0, 2, b"x")), 0), 10001, "WRITE after a wipe");
 }

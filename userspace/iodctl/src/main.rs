@@ -46,6 +46,9 @@ pub enum Cmd {
     DelIod(cmd::del_iod::Args),
     /// Set the state of an iod in its viod: up, down or resync.
     SetState(cmd::set_state::Args),
+    /// Accept that an iod serves another data directory (wiped, replaced):
+    /// record the identity it answered with, which the module refused.
+    AcceptIdentity(cmd::accept_identity::Args),
     /// List the viods, their iods, states and counters.
     List(cmd::list::Args),
     /// Show the module's global counters.
@@ -108,8 +111,8 @@ impl Cmd {
             Cmd::Genkey(_) | Cmd::LoadKey(_) | Cmd::RotateKey(_) => Err(UsageError(
                 "the key commands build their lines from the key file".into(),
             )),
-            Cmd::Save(_) | Cmd::Load(_) => Err(UsageError(
-                "save and load run several commands".into(),
+            Cmd::Save(_) | Cmd::Load(_) | Cmd::AcceptIdentity(_) => Err(UsageError(
+                "save, load and accept-identity run several commands".into(),
             )),
         }
     }
@@ -123,6 +126,7 @@ impl Cmd {
             Cmd::RotateKey(a) => return a.run(ctl),
             Cmd::Save(a) => return a.run(ctl),
             Cmd::Load(a) => return a.run(ctl),
+            Cmd::AcceptIdentity(a) => return a.run(ctl),
             _ => {}
         }
         let command = self.command()?;

@@ -28,6 +28,16 @@ pub struct MemberJson {
     pub latency_us: u64,
     /// Errors of its data server reported by pNFS clients.
     pub ds_errors: u64,
+    /// The identity of its data directory (8 hex digits), once known.
+    pub identity: Option<String>,
+    /// Another identity it answered with (it is kept down until
+    /// re-synced or accepted).
+    pub foreign: Option<String>,
+}
+
+/// An identity for humans and JSON: 8 hex digits, or none (0).
+fn identity_text(identity: u32) -> Option<String> {
+    (identity != 0).then(|| format!("{identity:08x}"))
 }
 
 /// The JSON array of `list --json`.
@@ -44,6 +54,8 @@ pub fn list_json(members: &[ListLine]) -> Vec<MemberJson> {
             timeouts: l.timeouts,
             latency_us: l.latency_us,
             ds_errors: l.ds_errors,
+            identity: identity_text(l.identity),
+            foreign: identity_text(l.foreign),
         })
         .collect()
 }
@@ -79,6 +91,7 @@ fn table(rows: &[Vec<String>], left: usize) -> String {
 pub fn list_table(members: &[ListLine]) -> String {
     let mut rows = vec![[
         "VIOD", "IOD", "STATE", "REQUESTS", "BYTES", "ERRORS", "TIMEOUTS", "LATENCY", "DS_ERRORS",
+        "IDENTITY", "FOREIGN",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -94,6 +107,8 @@ pub fn list_table(members: &[ListLine]) -> String {
             l.timeouts.to_string(),
             format!("{}us", l.latency_us),
             l.ds_errors.to_string(),
+            identity_text(l.identity).unwrap_or_else(|| "-".into()),
+            identity_text(l.foreign).unwrap_or_else(|| "-".into()),
         ]);
     }
     // VIOD is a number but reads better left-aligned under its header.
@@ -142,7 +157,7 @@ mod tests {
     fn sample() -> Vec<ListLine> {
         vec![
             member("viod 0 iod 10.99.0.11:7000 up requests=12 bytes=786432 errors=0 timeouts=0 latency_us=350"),
-            member("viod 1 iod 10.99.0.12:7000 down requests=3 bytes=0 errors=1 timeouts=2 latency_us=0 ds_errors=7"),
+            member("viod 1 iod 10.99.0.12:7000 down requests=3 bytes=0 errors=1 timeouts=2 latency_us=0 ds_errors=7 identity=1d0000a1 foreign=f00000b2"),
             member("viod 12 iod [2001:db8::1]:7000 resync requests=0 bytes=0 errors=0 timeouts=0 latency_us=0"),
         ]
     }
@@ -151,15 +166,15 @@ mod tests {
     fn list_as_table() {
         let t = list_table(&sample());
         let expect = "\
-VIOD  IOD                 STATE   REQUESTS   BYTES  ERRORS  TIMEOUTS  LATENCY  DS_ERRORS
-0     10.99.0.11:7000     up            12  786432       0         0    350us          0
-1     10.99.0.12:7000     down           3       0       1         2      0us          7
-12    [2001:db8::1]:7000  resync         0       0       0         0      0us          0
+VIOD  IOD                 STATE   REQUESTS   BYTES  ERRORS  TIMEOUTS  LATENCY  DS_ERRORS  IDENTITY   FOREIGN
+0     10.99.0.11:7000     up            12  786432       0         0    350us          0         -         -
+1     10.99.0.12:7000     down           3       0       1         2      0us          7  1d0000a1  f00000b2
+12    [2001:db8::1]:7000  resync         0       0       0         0      0us          0         -         -
 ";
         assert_eq!(t, expect);
         assert_eq!(
             list_table(&[]),
-            "VIOD  IOD  STATE  REQUESTS  BYTES  ERRORS  TIMEOUTS  LATENCY  DS_ERRORS\n"
+            "VIOD  IOD  STATE  REQUESTS  BYTES  ERRORS  TIMEOUTS  LATENCY  DS_ERRORS  IDENTITY  FOREIGN\n"
         );
     }
 
@@ -168,11 +183,13 @@ VIOD  IOD                 STATE   REQUESTS   BYTES  ERRORS  TIMEOUTS  LATENCY  D
         let j = serde_json::to_string(&list_json(&sample()[..1])).unwrap();
         assert_eq!(
             j,
-            r#"[{"viod":0,"iod":"10.99.0.11:7000","state":"up","requests":12,"bytes":786432,"errors":0,"timeouts":0,"latency_us":350,"ds_errors":0}]"#
+            r#"[{"viod":0,"iod":"10.99.0.11:7000","state":"up","requests":12,"bytes":786432,"errors":0,"timeouts":0,"latency_us":350,"ds_errors":0,"identity":null,"foreign":null}]"#
         );
         let all = list_json(&sample());
         assert_eq!(all[2].state, IodState::Resync.as_str());
         assert_eq!(all[2].iod, "[2001:db8::1]:7000");
+        assert_eq!(all[1].identity.as_deref(), Some("1d0000a1"));
+        assert_eq!(all[1].foreign.as_deref(), Some("f00000b2"));
         assert_eq!(serde_json::to_string(&list_json(&[])).unwrap(), "[]");
     }
 

@@ -27,11 +27,23 @@
 //! Every PONG carries the iod's instance, drawn anew at each start: a
 //! changed instance means the iod restarted (logged and counted; its data
 //! on disk survived, its reply cache and in-flight requests did not).
+//!
+//! The instance's high half is the identity of the iod's data directory
+//! ([`nfsp_proto::wire::identity_of`]), which the table records (learned
+//! from its first PONG when the table has none). A member that answers as
+//! another directory (wiped, replaced, or another iod at its address; the
+//! module finds it too, in `foreign`) holds none of its viod's data: it
+//! is taken down and treated as stale, so it is re-synced from an up
+//! member, and its new identity is recorded just before the copy starts
+//! (it takes writes from then on, and serves reads only once complete).
+//! With no member to copy from it stays down: the admin decides
+//! (`iodctl accept-identity`).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
+use nfsp_proto::wire::UNKNOWN_IDENTITY;
 use nfsp_proto::{IodState, ListLine};
 
 use crate::status::IodStatus;
@@ -87,6 +99,18 @@ pub enum Action {
         /// An up member of the viod to copy from.
         source: SocketAddr,
     },
+    /// Record `identity` as the one of `addr`'s data directory (`identity
+    /// VIOD ADDR IDENTITY`), with the reason to log.
+    SetIdentity {
+        /// Viod.
+        viod: u32,
+        /// Member.
+        addr: SocketAddr,
+        /// Its data directory's identity.
+        identity: u32,
+        /// Why (logged).
+        reason: String,
+    },
     /// Stop the re-sync of `addr` (it is being taken down).
     AbortResync {
         /// Viod.
@@ -131,6 +155,8 @@ pub struct Tracker {
     pub restarts: u64,
     /// Data-server errors reported by clients, as last seen.
     pub ds_errors: u64,
+    /// The other data directory it answers as (see the module doc).
+    pub foreign: Option<u32>,
 }
 
 /// The monitor: trackers by `(viod, iod)`.
@@ -140,6 +166,9 @@ pub struct Monitor {
     pub cfg: Config,
     /// Members seen.
     pub members: BTreeMap<(u32, SocketAddr), Tracker>,
+    /// The data-directory identity each iod's PONG named this round (set
+    /// by [`Monitor::note_identities`] before [`Monitor::round`]).
+    pub answered_as: HashMap<SocketAddr, u32>,
 }
 
 fn median(mut v: Vec<Duration>) -> Option<Duration> {
@@ -173,6 +202,7 @@ impl Monitor {
         let mut m = Monitor {
             cfg,
             members: BTreeMap::new(),
+            answered_as: HashMap::new(),
         };
         for s in remembered {
             if let Ok(addr) = s.iod.parse() {
@@ -305,6 +335,64 @@ impl Monitor {
                 );
             }
         }
+        // Other data directories: none of the viod's data is there.
+        for l in list {
+            let key = (l.viod, l.addr);
+            let Some(t) = self.members.get_mut(&key) else {
+                continue;
+            };
+            let seen = self.answered_as.get(&l.addr).copied().filter(|i| *i != UNKNOWN_IDENTITY);
+            if l.identity == UNKNOWN_IDENTITY && l.foreign == 0 {
+                if let Some(identity) = seen {
+                    actions.push(Action::SetIdentity {
+                        viod: l.viod,
+                        addr: l.addr,
+                        identity,
+                        reason: "its first answer".into(),
+                    });
+                }
+                continue;
+            }
+            let foreign = match seen {
+                // Its own directory again (a disk mounted back): the
+                // module's memory of the other one goes.
+                Some(i) if i == l.identity => {
+                    if l.foreign != 0 {
+                        actions.push(Action::SetIdentity {
+                            viod: l.viod,
+                            addr: l.addr,
+                            identity: i,
+                            reason: "answers as its own data directory again".into(),
+                        });
+                    }
+                    None
+                }
+                Some(i) => Some(i),
+                None => (l.foreign != 0).then_some(l.foreign),
+            };
+            if t.foreign.is_some() && foreign.is_none() && !t.resyncing {
+                // Accepted, or back: stale again only if others write.
+                t.stale = false;
+            }
+            t.foreign = foreign;
+            let Some(f) = foreign else { continue };
+            t.stale = true;
+            if state.get(&key) != Some(&IodState::Down) {
+                t.slow_down = false;
+                down(
+                    &mut state,
+                    &mut actions,
+                    t,
+                    l.viod,
+                    l.addr,
+                    format!(
+                        "answers as data directory {f:08x}, the table holds {:08x} (wiped, \
+                         replaced or at the wrong address)",
+                        l.identity
+                    ),
+                );
+            }
+        }
         // Slow members (never the last up one of a viod).
         for l in list {
             let key = (l.viod, l.addr);
@@ -400,6 +488,7 @@ impl Monitor {
             if t.retry_after.is_some_and(|r| r > now) {
                 continue;
             }
+            let foreign = t.foreign;
             if t.slow_down {
                 // Back only after `misses` good rounds in a row.
                 let rtt = t.typical().unwrap_or(Duration::MAX);
@@ -412,6 +501,25 @@ impl Monitor {
                 if t.slow_rounds < cfg.misses {
                     continue;
                 }
+            }
+            // Serving the directory of another member (swapped disks or
+            // addresses): a copy would overwrite that member's data.
+            let swapped = foreign.and_then(|f| {
+                list.iter()
+                    .find(|l| (l.viod, l.addr) != (v, a) && l.identity == f)
+                    .map(|l| (l.viod, l.addr))
+            });
+            if let Some((ov, oa)) = swapped {
+                let t = self.members.get_mut(&(v, a)).expect("tracked");
+                if !t.waiting_logged {
+                    t.waiting_logged = true;
+                    log::warn!(
+                        "viod {v}: {a} serves the data directory of viod {ov} member {oa} \
+                         (swapped disks or addresses?): not re-synced, nothing is read from it \
+                         until it is put right"
+                    );
+                }
+                continue;
             }
             // An up member to copy from: the fastest one that answered.
             let source = state
@@ -437,6 +545,14 @@ impl Monitor {
             }
             match source {
                 Some(source) => {
+                    if let Some(identity) = t.foreign.take() {
+                        actions.push(Action::SetIdentity {
+                            viod: v,
+                            addr: a,
+                            identity,
+                            reason: format!("another data directory, re-synced from {source}"),
+                        });
+                    }
                     t.slow_down = false;
                     t.slow_rounds = 0;
                     t.waiting_logged = false;
@@ -448,6 +564,16 @@ impl Monitor {
                         addr: a,
                         source,
                     });
+                }
+                None if !t.waiting_logged && t.foreign.is_some() => {
+                    t.waiting_logged = true;
+                    log::warn!(
+                        "viod {v}: {a} answers as another data directory ({:08x}) and no up \
+                         member can re-sync it: nothing is read from it; `iodctl \
+                         accept-identity {v} {a}` takes its data as it is (what the old one \
+                         held is lost)",
+                        t.foreign.unwrap_or(0)
+                    );
                 }
                 None if !t.waiting_logged => {
                     t.waiting_logged = true;
@@ -461,6 +587,15 @@ impl Monitor {
             }
         }
         actions
+    }
+
+    /// Records the data-directory identities this round's PONGs name
+    /// (`instances`: iod → instance), before [`Monitor::round`].
+    pub fn note_identities(&mut self, instances: &HashMap<SocketAddr, u64>) {
+        self.answered_as = instances
+            .iter()
+            .map(|(a, i)| (*a, nfsp_proto::wire::identity_of(*i)))
+            .collect();
     }
 
     /// Record the instances told by this round's PONGs (`instances`: iod →
@@ -543,6 +678,8 @@ mod tests {
             timeouts: 0,
             latency_us: 0,
             ds_errors: 0,
+            identity: 0,
+            foreign: 0,
         }
     }
 
@@ -577,6 +714,12 @@ mod tests {
                 Action::SetState { addr, state, .. } => (*addr, *state),
                 Action::Resync { addr, .. } => (*addr, IodState::Resync),
                 Action::AbortResync { .. } => continue,
+                Action::SetIdentity { addr, identity, .. } => {
+                    for l in list.iter_mut().filter(|l| l.addr == *addr) {
+                        (l.identity, l.foreign) = (*identity, 0);
+                    }
+                    continue;
+                }
             };
             for l in list.iter_mut().filter(|l| l.addr == addr) {
                 l.state = st;
@@ -817,5 +960,119 @@ mod tests {
         assert_eq!(median(vec![]), None);
         assert_eq!(median(vec![d(3), d(1), d(2)]), Some(d(2)));
         assert_eq!(median(vec![d(4), d(2)]), Some(d(3)));
+    }
+
+    fn identities(m: &mut Monitor, v: &[(&str, u32)]) {
+        m.answered_as = v.iter().map(|(s, i)| (a(s), *i)).collect();
+    }
+
+    fn identity_set(actions: &[Action]) -> Vec<(SocketAddr, u32)> {
+        actions
+            .iter()
+            .filter_map(|x| match x {
+                Action::SetIdentity { addr, identity, .. } => Some((*addr, *identity)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn first_answers_teach_identities() {
+        let mut m = Monitor::new(Config::default(), &[]);
+        let mut list = vec![line(0, A, IodState::Up), line(1, B, IodState::Up)];
+        identities(&mut m, &[(A, 0xa), (B, 0xb)]);
+        let acts = round(&mut m, &mut list, &[(A, 1), (B, 1)]);
+        assert_eq!(identity_set(&acts), [(a(A), 0xa), (a(B), 0xb)]);
+        assert!(set(&acts).is_empty());
+        assert!(round(&mut m, &mut list, &[(A, 1), (B, 1)]).is_empty(), "learned once");
+    }
+
+    #[test]
+    fn a_wiped_replica_is_resynced_under_its_new_identity() {
+        let mut m = Monitor::new(Config::default(), &[]);
+        let mut list = vec![line(0, A, IodState::Up), line(0, B, IodState::Up)];
+        list[0].identity = 0xa;
+        list[1].identity = 0xb;
+        identities(&mut m, &[(A, 0xa), (B, 0xb)]);
+        assert!(round(&mut m, &mut list, &[(A, 1), (B, 1)]).is_empty());
+        // B comes back on an empty disk: down at once, never up as it is.
+        identities(&mut m, &[(A, 0xa), (B, 0xbb)]);
+        // Its identity is recorded just before the copy from A.
+        let acts = round(&mut m, &mut list, &[(A, 1), (B, 1)]);
+        assert_eq!(set(&acts), [(a(B), IodState::Down)]);
+        match &acts[0] {
+            Action::SetState { reason, .. } => {
+                assert!(reason.contains("000000bb") && reason.contains("0000000b"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(identity_set(&acts), [(a(B), 0xbb)]);
+        assert!(
+            matches!(acts[1..], [Action::SetIdentity { .. }, Action::Resync { source, .. }] if source == a(A)),
+            "{acts:?}"
+        );
+        assert!(round(&mut m, &mut list, &[(A, 1), (B, 1)]).is_empty(), "copy running");
+    }
+
+    #[test]
+    fn a_foreign_member_the_module_found_stays_down_without_a_source() {
+        let mut m = Monitor::new(Config::default(), &[]);
+        let mut list = vec![line(0, A, IodState::Up)];
+        list[0].identity = 0xa;
+        identities(&mut m, &[(A, 0xa)]);
+        assert!(round(&mut m, &mut list, &[(A, 1)]).is_empty());
+        (list[0].state, list[0].foreign) = (IodState::Down, 0xff);
+        identities(&mut m, &[(A, 0xff)]);
+        for _ in 0..5 {
+            let acts = round(&mut m, &mut list, &[(A, 1)]);
+            assert!(acts.is_empty(), "never up, nothing to copy from: {acts:?}");
+        }
+        // The admin accepts its data as it is: it comes back.
+        list[0].identity = 0xff;
+        list[0].foreign = 0;
+        let acts = round(&mut m, &mut list, &[(A, 1)]);
+        assert_eq!(set(&acts), [(a(A), IodState::Up)]);
+    }
+
+    #[test]
+    fn a_member_serving_another_members_directory_is_not_copied_over() {
+        let mut m = Monitor::new(Config::default(), &[]);
+        let mut list = vec![
+            line(0, A, IodState::Up),
+            line(0, B, IodState::Up),
+            line(1, C, IodState::Up),
+        ];
+        for (l, i) in list.iter_mut().zip([0xa, 0xb, 0xc]) {
+            l.identity = i;
+        }
+        identities(&mut m, &[(A, 0xa), (B, 0xb), (C, 0xc)]);
+        assert!(round(&mut m, &mut list, &[(A, 1), (B, 1), (C, 1)]).is_empty());
+        // B's iod now runs on C's disk.
+        identities(&mut m, &[(A, 0xa), (B, 0xc), (C, 0xc)]);
+        let acts = round(&mut m, &mut list, &[(A, 1), (B, 1), (C, 1)]);
+        assert_eq!(set(&acts), [(a(B), IodState::Down)], "{acts:?}");
+        for _ in 0..3 {
+            let acts = round(&mut m, &mut list, &[(A, 1), (B, 1), (C, 1)]);
+            assert!(acts.is_empty(), "no copy onto C's data: {acts:?}");
+        }
+    }
+
+    #[test]
+    fn its_own_directory_back_clears_the_modules_memory() {
+        let mut m = Monitor::new(Config::default(), &[]);
+        let mut list = vec![line(0, A, IodState::Up)];
+        list[0].identity = 0xa;
+        identities(&mut m, &[(A, 0xa)]);
+        assert!(round(&mut m, &mut list, &[(A, 1)]).is_empty());
+        // Started on an empty mount point: the module took it down.
+        (list[0].state, list[0].foreign) = (IodState::Down, 0xff);
+        identities(&mut m, &[(A, 0xff)]);
+        assert!(round(&mut m, &mut list, &[(A, 1)]).is_empty());
+        // Restarted on its disk.
+        identities(&mut m, &[(A, 0xa)]);
+        let acts = round(&mut m, &mut list, &[(A, 1)]);
+        assert_eq!(identity_set(&acts), [(a(A), 0xa)]);
+        // Nobody else wrote meanwhile: it holds the newest data.
+        assert_eq!(set(&acts), [(a(A), IodState::Up)]);
     }
 }

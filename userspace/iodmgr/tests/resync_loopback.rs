@@ -439,6 +439,8 @@ fn a_restarted_iod_gets_the_request_again_with_its_new_instance() {
         timeouts: 0,
         latency_us: 0,
         ds_errors: 0,
+        identity: 0,
+        foreign: 0,
     };
     let mut m = Monitor::new(HealthConfig::default(), &[]);
     let beat = |m: &mut Monitor, c: &mut Client| {

@@ -231,7 +231,7 @@ fn open_handle(
     offset: u64,
     len: u64,
 ) -> Result<(DsHandle, u64), Nfsstat3> {
-    let h = DsHandle::open(fh, &sh.keys(), server).map_err(|_| {
+    let h = DsHandle::open(fh, &sh.keys(), server, sh.identity()).map_err(|_| {
         Stats::add(&sh.stats.refused, 1);
         sh.warn_limited(format_args!("data server: a filehandle that is not ours"));
         Nfsstat3::Badhandle
@@ -324,7 +324,7 @@ fn commit(
     verifier: [u8; 8],
     w: &mut Writer<'_>,
 ) -> Result<(), Nfsstat3> {
-    let h = DsHandle::open(fh, &sh.keys(), server).map_err(|_| {
+    let h = DsHandle::open(fh, &sh.keys(), server, sh.identity()).map_err(|_| {
         Stats::add(&sh.stats.refused, 1);
         Nfsstat3::Badhandle
     })?;

@@ -175,7 +175,7 @@ pub fn spawn_cluster(dirs: &[&Path]) -> Vec<IodProc> {
         .collect()
 }
 
-/// Every file under `dir` (relative paths, sorted).
+/// Every data file under `dir` (relative paths, sorted).
 pub fn files_under(dir: &Path) -> Vec<String> {
     fn walk(base: &Path, d: &Path, out: &mut Vec<String>) {
         let Ok(rd) = std::fs::read_dir(d) else { return };
@@ -190,6 +190,8 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     }
     let mut v = Vec::new();
     walk(dir, dir, &mut v);
+    // The data directory's identity is not a local file of the data.
+    v.retain(|f| f != iod::store::IDENTITY_FILE);
     v.sort();
     v
 }

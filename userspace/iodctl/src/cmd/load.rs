@@ -4,7 +4,9 @@
 //! nfsp exports; until then they answer NFS3ERR_JUKEBOX, never data from
 //! the wrong iods). Viods already there with the same members are kept;
 //! a viod there with other members stops the load before anything is
-//! changed.
+//! changed. The identities of the members' data directories are set as
+//! the file has them: an iod answering as another directory then serves
+//! nothing.
 
 use std::path::PathBuf;
 
@@ -30,7 +32,8 @@ impl Args {
             .with_context(|| format!("read {}", self.file.display()))?;
         let wanted =
             viods_conf::parse(&text).with_context(|| format!("{}", self.file.display()))?;
-        let plan = viods_conf::plan(&wanted, &super::save::current(ctl)?);
+        let current = super::save::current(ctl)?;
+        let plan = viods_conf::plan(&wanted.viods, &current.viods);
         if !plan.conflicts.is_empty() {
             anyhow::bail!(
                 "{}: viod(s) {:?} are in the module with other iods; nothing loaded \
@@ -45,6 +48,20 @@ impl Args {
             let cmd = super::validate(Command::AddViod { id: *id, members })?;
             ctl.transact(&cmd)
                 .with_context(|| format!("add-viod {id}"))?;
+        }
+        for (&(viod, addr), &identity) in &wanted.identities {
+            match current.identities.get(&(viod, addr)) {
+                Some(&now) if now == identity => continue,
+                Some(&now) => log::warn!(
+                    "viod {viod} member {addr}: the module holds identity {now:08x}, the file \
+                     {identity:08x}: the file's is set (an iod answering as another data \
+                     directory serves nothing)"
+                ),
+                None => {}
+            }
+            let cmd = super::validate(Command::Identity { viod, addr, identity })?;
+            ctl.transact(&cmd)
+                .with_context(|| format!("identity {viod} {addr}"))?;
         }
         if !plan.extra.is_empty() {
             log::warn!(

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 //! One module per subcommand; shared argument checks.
 
+pub mod accept_identity;
 pub mod add_iod;
 pub mod add_viod;
 pub mod completions;

@@ -21,8 +21,8 @@ pub struct Args {
     pub file: PathBuf,
 }
 
-/// The module's viods, from `list`.
-pub fn current(ctl: &Control) -> anyhow::Result<viods_conf::Viods> {
+/// The module's table, from `list`.
+pub fn current(ctl: &Control) -> anyhow::Result<viods_conf::Table> {
     let mut lines = Vec::new();
     for a in ctl.transact(&Command::List)? {
         match Answer::parse(&a) {
@@ -66,9 +66,17 @@ fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
 impl Args {
     /// Read the table, write the file.
     pub fn run(&self, ctl: &Control) -> anyhow::Result<()> {
-        let viods = current(ctl)?;
-        write_atomically(&self.file, &viods_conf::format(&viods))?;
-        println!("saved {} viod(s) to {}", viods.len(), self.file.display());
+        let table = current(ctl)?;
+        write_atomically(&self.file, &viods_conf::format(&table))?;
+        for (id, members) in &table.viods {
+            for m in members.iter().filter(|m| !table.identities.contains_key(&(*id, **m))) {
+                log::warn!(
+                    "viod {id} member {m}: identity not known yet (it never answered): saved \
+                     without; save again once it has (iodctl list shows it)"
+                );
+            }
+        }
+        println!("saved {} viod(s) to {}", table.viods.len(), self.file.display());
         Ok(())
     }
 }

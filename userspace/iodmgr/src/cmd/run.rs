@@ -381,10 +381,11 @@ impl Daemon {
             .collect();
         let pings: HashMap<SocketAddr, Duration> =
             pongs.iter().map(|(a, p)| (*a, p.rtt)).collect();
+        let instances = pongs.iter().map(|(a, p)| (*a, p.instance)).collect();
+        self.monitor.note_identities(&instances);
         let actions = self
             .monitor
             .round(&list, &pings, Instant::now(), SystemTime::now());
-        let instances = pongs.iter().map(|(a, p)| (*a, p.instance)).collect();
         self.monitor.note_instances(&instances);
         self.report_space(&pongs);
         let mut list = list;
@@ -417,6 +418,22 @@ impl Daemon {
                 Action::Resync { viod, addr, source } => {
                     if self.start_resync(viod, addr, source) {
                         set_local(&mut list, viod, addr, IodState::Resync);
+                    }
+                }
+                Action::SetIdentity {
+                    viod,
+                    addr,
+                    identity,
+                    reason,
+                } => {
+                    info!("viod {viod}: {addr} serves data directory {identity:08x}: {reason}");
+                    let cmd = Command::Identity {
+                        viod,
+                        addr,
+                        identity,
+                    };
+                    if let Err(e) = self.ctl.transact(&cmd) {
+                        warn!("viod {viod}: {addr}: {cmd}: {e:#}");
                     }
                 }
                 Action::AbortResync { viod, addr } => {
