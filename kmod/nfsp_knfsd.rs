@@ -27,8 +27,10 @@ use kernel::{
     },
 };
 
+mod cuts;
 mod ffi;
 mod iodio;
+mod overlap;
 mod pnfs;
 mod proto;
 mod unlink;
@@ -65,6 +67,9 @@ module! {
 /// Module version, logged at load time so a test can tell which build runs.
 const VERSION: &str = "0.1.0";
 
+/// Sends of one WRITE's data when cuts keep coming in between.
+const MAX_WRITE_TRIES: u32 = 4;
+
 /// Counters shown by the `stats` control command.
 struct Counters {
     creates: Atomic<u64>,
@@ -95,6 +100,8 @@ struct State {
     empty: Arc<Table>,
     #[pin]
     queue: DeletionQueue,
+    #[pin]
+    overlaps: overlap::Overlaps,
     counters: Counters,
 }
 
@@ -292,15 +299,27 @@ impl ffi::Hooks for Nfsp {
         let st = state()?;
         let mut data = KVVec::new();
         let count = from.copy_from_iter_vec(&mut data, GFP_KERNEL)?;
-        // A write past the end leaves a hole: every iod's local file must
-        // reach the new end first (a data server tells the end of the file
-        // from its local length).
-        if pos > file.dentry().size() {
-            with_open(open, |io| io.grow(pos))?;
+        let end = pos.checked_add(count as u64).ok_or(EFBIG)?;
+        let key = open.key;
+        let _alone = st.overlaps.hold(key, pos, end)?;
+        // A cut between the data and the size update may have removed
+        // the data: it is sent again, after the cut (see `cuts`).
+        for _ in 0..MAX_WRITE_TRIES {
+            let seen = cuts::generation(&key);
+            // A write past the end leaves a hole: every iod's local file
+            // must reach the new end first (a data server tells the end of
+            // the file from its local length).
+            if pos > file.dentry().size() {
+                with_open(open, |io| io.grow(pos))?;
+            }
+            let r = with_open(open, |io| io.write(pos, &data));
+            st.count(&st.counters.writes, r)?;
+            if file.written_up_to(end, || cuts::unchanged(&key, seen))? {
+                return Ok(count);
+            }
         }
-        let r = with_open(open, |io| io.write(pos, &data));
-        st.count(&st.counters.writes, r)?;
-        Ok(count)
+        // Cut again and again: the client retries later.
+        Err(EAGAIN)
     }
 
     fn commit(open: &OpenMeta, _file: &MetaFile<'_>) -> Result {
@@ -334,7 +353,10 @@ impl ffi::Hooks for Nfsp {
                 return io.grow(size);
             }
             let epoch = raise_layout_epoch(dentry, &header)?;
-            io.truncate(size, epoch)
+            let r = io.truncate(size, epoch);
+            // Writes in flight may have lost data to it, even if it failed.
+            cuts::cut(&key);
+            r
         });
         st.count(&st.counters.truncates, r)
     }
@@ -547,7 +569,7 @@ fn stats(st: &State, table: &Table, out: &mut AnswerBuf<'_>) {
     let sign_id = keys.and_then(|k| k.signing().map(|k| k.id()));
     let accept_id = keys.and_then(|k| k.accepted().map(|k| k.id()));
     let space = viod::space(table).unwrap_or_default();
-    let lines: [(&str, u64); 20] = [
+    let lines: [(&str, u64); 22] = [
         ("keys_loaded", u64::from(keys.is_some())),
         ("key_sign_id", u64::from(sign_id.unwrap_or(0))),
         ("key_accept_id", u64::from(accept_id.unwrap_or(0))),
@@ -563,6 +585,8 @@ fn stats(st: &State, table: &Table, out: &mut AnswerBuf<'_>) {
         ("fences", c.fences.load(Relaxed)),
         ("write_verifier_resets", iodio::verifier_resets()),
         ("identity_mismatches", iodio::identity_mismatches()),
+        ("writes_after_cuts", cuts::resent()),
+        ("overlapping_writes_waited", overlap::waited()),
         ("deletions_pending_bytes", pending_bytes),
         ("failures", c.failures.load(Relaxed)),
         ("space_total", space.total),
@@ -594,6 +618,7 @@ impl kernel::InPlaceModule for NfspKnfsd {
                 tables <- new_mutex!(KVec::new()),
                 empty: Table::empty()?,
                 queue <- DeletionQueue::new(module),
+                overlaps <- overlap::Overlaps::new(),
                 counters: Counters {
                     creates: Atomic::new(0),
                     reads_relay: Atomic::new(0),

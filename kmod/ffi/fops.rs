@@ -162,7 +162,6 @@ impl<T: Hooks> MetaFileOps<T> {
         let r = (|| {
             let pos = u64::try_from(pos).map_err(|_| EINVAL)?;
             let n = T::write(&inst.open, &meta, pos, from)?;
-            meta.written_up_to(pos + n as u64)?;
             if flags & IOCB_DSYNC != 0 {
                 // A stable write (NFS DATA_SYNC / FILE_SYNC).
                 // SAFETY: `file` is live and has these operations.

@@ -52,7 +52,9 @@ pub(crate) trait Hooks {
         len: usize,
         to: &mut IovIterDest<'_>,
     ) -> Result<usize>;
-    /// Writes all of `from` at `pos`; returns the bytes written.
+    /// Writes all of `from` at `pos`, and the size and times as a local
+    /// write would ([`MetaFile::written_up_to`]); returns the bytes
+    /// written.
     fn write(
         open: &Self::Open,
         file: &MetaFile<'_>,

@@ -172,13 +172,17 @@ impl<'a> MetaFile<'a> {
         self.dentry().size()
     }
 
-    /// After data was written up to `end`: extends the size to `end` if it
-    /// is smaller and updates mtime, ctime and the change attribute, the
-    /// way a local write does.
-    pub(crate) fn written_up_to(&self, end: u64) -> Result {
+    /// After data was written up to `end`: under the inode lock, if
+    /// `still_valid` (no cut came in between), extends the size to `end`
+    /// if it is smaller and updates mtime, ctime and the change attribute,
+    /// the way a local write does. Returns whether it did.
+    pub(crate) fn written_up_to(&self, end: u64, still_valid: impl FnOnce() -> bool) -> Result<bool> {
         let dentry = self.dentry();
         let end = i64::try_from(end).map_err(|_| EFBIG)?;
         dentry.locked(|| {
+            if !still_valid() {
+                return Ok(false);
+            }
             // SAFETY: all-zero is a valid empty `iattr`.
             let mut attr: bindings::iattr = unsafe { core::mem::zeroed() };
             attr.ia_valid = bindings::ATTR_MTIME | bindings::ATTR_CTIME;
@@ -196,6 +200,7 @@ impl<'a> MetaFile<'a> {
                     ptr::null_mut(),
                 )
             })
+            .map(|()| true)
         })
     }
 }

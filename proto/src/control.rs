@@ -515,24 +515,23 @@ impl fmt::Display for Answer<'_> {
     }
 }
 
+/// The value of `key=VALUE`.
 #[cfg(not(nfsp_kernel))]
-fn kv(word: Option<&str>, key: &'static str) -> Result<u64> {
-    let w = word.ok_or(ProtoError::MissingArgument(key))?;
-    let v = w
+fn kv_value<'a>(word: Option<&'a str>, key: &'static str) -> Result<&'a str> {
+    word.ok_or(ProtoError::MissingArgument(key))?
         .strip_prefix(key)
         .and_then(|r| r.strip_prefix('='))
-        .ok_or(ProtoError::InvalidField(key))?;
-    parse_u64(v, key)
+        .ok_or(ProtoError::InvalidField(key))
+}
+
+#[cfg(not(nfsp_kernel))]
+fn kv(word: Option<&str>, key: &'static str) -> Result<u64> {
+    parse_u64(kv_value(word, key)?, key)
 }
 
 #[cfg(not(nfsp_kernel))]
 fn kv_identity(word: Option<&str>, key: &'static str) -> Result<u32> {
-    let w = word.ok_or(ProtoError::MissingArgument(key))?;
-    let v = w
-        .strip_prefix(key)
-        .and_then(|r| r.strip_prefix('='))
-        .ok_or(ProtoError::InvalidField(key))?;
-    parse_identity(v)
+    parse_identity(kv_value(word, key)?)
 }
 
 #[cfg(not(nfsp_kernel))]

@@ -149,6 +149,15 @@ nfsp_iod_start() {
 	return 1
 }
 
+# nfsp_iods_restart: every iod stopped and started again (options in
+# NFSP_IOD_OPTS).
+nfsp_iods_restart() {
+	local n
+	for ((n = 1; n <= IODS; n++)); do
+		nfsp_iod_stop "$n" && nfsp_iod_start "$n" || return 1
+	done
+}
+
 # nfsp_iod_stop N [SIGNAL]: stop iodN's daemon (SIGTERM by default) and wait.
 nfsp_iod_stop() {
 	local n=$1 sig=${2:-TERM} pid i
@@ -339,6 +348,26 @@ nfsp_ready() {
 	done
 	on client1 grep -qE " /mnt/nfsp-v4 nfs4 .*vers=4.2," /proc/mounts ||
 		{ echo "/mnt/nfsp-v4 is not an NFSv4.2 mount on client1" >&2; return 1; }
+}
+
+# state_of ADDR: the member's state in 'iodctl list' (its first viod).
+state_of() {
+	on meta "${top:?}/target/release/iodctl" list --json | tr '{' '\n' | grep "\"iod\":\"$1\"" |
+		sed 's/.*"state":"\([a-z]*\)".*/\1/' | head -1
+}
+
+# wait_state ADDR STATE SECONDS: poll until the member is in STATE (else
+# show the table and the end of iodmgr's log, $mlog).
+wait_state() {
+	local i
+	for ((i = 0; i < $3 * 10; i++)); do
+		[ "$(state_of "$1")" = "$2" ] && return 0
+		sleep 0.1
+	done
+	echo "$1 is $(state_of "$1"), not $2, after $3 s" >&2
+	on meta "$top/target/release/iodctl" list >&2
+	tail -20 "${mlog:-/tmp/iodmgr.log}" >&2
+	return 1
 }
 
 # nfsp_iodmgr_start STATE LOG PIDFILE [OPTIONS...]: start iodmgr on meta

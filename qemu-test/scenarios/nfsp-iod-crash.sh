@@ -19,14 +19,8 @@ nfsp_scenario_start
 
 check "every iod's data is on its own ext4 disk" iods_on_disks
 
-restart_iods() {
-	local n
-	for ((n = 1; n <= IODS; n++)); do
-		nfsp_iod_stop "$n" && nfsp_iod_start "$n" || return 1
-	done
-}
 export NFSP_IOD_OPTS=--fault-injection
-check "the iods restart with fault injection" restart_iods
+check "the iods restart with fault injection" nfsp_iods_restart
 unset NFSP_IOD_OPTS
 
 # drop_commits: SIGUSR2 to every iod, and each says it drops COMMITs.
@@ -36,7 +30,7 @@ drop_commits() {
 		kill -USR2 "$(cat "/run/nfsp/iod$n.pid")" || return 1
 	done
 	for ((n = 1; n <= IODS; n++)); do
-		retry 20 grep -q 'SIGUSR2: COMMITs dropped' "/tmp/iod$n.log" || return 1
+		retry 20 grep -q 'SIGUSR2: fault DropCommits on' "/tmp/iod$n.log" || return 1
 	done
 }
 check "every iod drops COMMITs" drop_commits

@@ -26,24 +26,6 @@ iod3=$(host_addr iod3):7000
 iod4=$(host_addr iod4):7000
 metrics=$(host_addr meta):9477
 
-# state_of ADDR: the member's state in 'iodctl list' (viod 0 or 1).
-state_of() {
-	iodctl list --json | tr '{' '\n' | grep "\"iod\":\"$1\"" |
-		sed 's/.*"state":"\([a-z]*\)".*/\1/' | head -1
-}
-# wait_state ADDR STATE SECONDS: poll until the member is in STATE.
-wait_state() {
-	local i
-	for ((i = 0; i < $3 * 10; i++)); do
-		[ "$(state_of "$1")" = "$2" ] && return 0
-		sleep 0.1
-	done
-	echo "$1 is $(state_of "$1"), not $2, after $3 s" >&2
-	iodctl list >&2
-	tail -20 "$mlog" >&2
-	return 1
-}
-
 reconfigure() {
 	local v
 	for v in 0 1 2 3; do iodctl del-viod "$v" || return 1; done

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use iod::policy::NFS_PORT;
-use iod::server::DEFAULT_MAX_FILE_SIZE;
+use iod::server::{Fault, DEFAULT_MAX_FILE_SIZE};
 use iod::stats::Stats;
 use iod::{Config, Server};
 use log::{error, info, warn};
@@ -20,6 +20,17 @@ use nfsp_proto::auth::Keys;
 ///
 /// Every datagram must carry a valid tag made with the cluster key
 /// (--key-file); the iod does not start without one unless --insecure.
+/// The faults `--fault-injection` can inject.
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+enum FaultArg {
+    /// Drop every COMMIT unanswered.
+    DropCommits,
+    /// Hold every TRUNCATE 2 s before applying it.
+    HoldTruncates,
+    /// Hold the next WRITE (one) 2 s before applying it.
+    HoldNextWrite,
+}
+
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
@@ -61,11 +72,14 @@ struct Args {
     /// Filehandles are minted by the meta-server for this very address.
     #[arg(long, value_name = "IP:PORT")]
     ds_listen: Option<SocketAddr>,
-    /// TESTS ONLY: SIGUSR2 turns on, then off, dropping every COMMIT
-    /// unanswered, so that a crash test can lose writes this iod
-    /// acknowledged but never committed.
-    #[arg(long)]
-    fault_injection: bool,
+    /// TESTS ONLY: SIGUSR2 turns on, then off, a fault: drop-commits (the
+    /// default) drops every COMMIT unanswered, so that a crash test can
+    /// lose writes this iod acknowledged but never committed;
+    /// hold-truncates makes every TRUNCATE wait 2 s before it is applied,
+    /// so that writes sent meanwhile land before the cut; hold-next-write
+    /// holds the next WRITE (one) 2 s, so that a later one lands first.
+    #[arg(long, value_name = "FAULT", num_args = 0..=1, default_missing_value = "drop-commits")]
+    fault_injection: Option<FaultArg>,
     /// Write the manual page iod.8 into DIR and exit (packaging; hidden).
     #[arg(long, value_name = "DIR", hide = true, exclusive = true)]
     generate_man: Option<PathBuf>,
@@ -181,12 +195,17 @@ fn main() -> anyhow::Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
         .context("signal handler")?;
     let usr2 = Arc::new(AtomicBool::new(false));
-    if args.fault_injection {
+    let fault = args.fault_injection.map(|f| match f {
+        FaultArg::DropCommits => Fault::DropCommits,
+        FaultArg::HoldTruncates => Fault::HoldTruncates,
+        FaultArg::HoldNextWrite => Fault::HoldNextWrite,
+    });
+    if let Some(f) = fault {
         signal_hook::flag::register(signal_hook::consts::SIGUSR2, Arc::clone(&usr2))
             .context("signal handler")?;
-        warn!("fault injection on: SIGUSR2 toggles dropping COMMITs");
+        warn!("fault injection on: SIGUSR2 toggles {f:?}");
     }
-    let mut dropping_commits = false;
+    let mut faulty = false;
     let handle = server.start(Arc::clone(&stop)).context("starting iod")?;
     if let Some(ds) = ds_addr {
         info!("pNFS data server (NFSv3 over TCP) on {ds}");
@@ -218,10 +237,10 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        if usr2.swap(false, Ordering::Relaxed) {
-            dropping_commits = !dropping_commits;
-            handle.set_drop_commits(dropping_commits);
-            warn!("SIGUSR2: COMMITs {}", if dropping_commits { "dropped" } else { "served" });
+        if let Some(f) = fault.filter(|_| usr2.swap(false, Ordering::Relaxed)) {
+            faulty = !faulty;
+            handle.set_fault(faulty.then_some(f));
+            warn!("SIGUSR2: fault {f:?} {}", if faulty { "on" } else { "off" });
         }
         if usr1.swap(false, Ordering::Relaxed) {
             let s = Stats::to_json(&stats.snapshot());

@@ -31,7 +31,7 @@
 use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -217,12 +217,9 @@ impl ServerHandle {
         self.shared.policy.refresh_local();
     }
 
-    /// Fault injection for crash tests: while on, every COMMIT is dropped
-    /// unanswered (the sender retries; once off, a retry is served), so
-    /// writes stay acknowledged but uncommitted for as long as a test
-    /// needs.
-    pub fn set_drop_commits(&self, on: bool) {
-        self.shared.drop_commits.store(on, Ordering::Relaxed);
+    /// Fault injection (tests): `fault` from now on, or none.
+    pub fn set_fault(&self, fault: Option<Fault>) {
+        self.shared.fault.store(fault.map_or(0, |f| f as u8), Ordering::Relaxed);
     }
 }
 
@@ -327,7 +324,7 @@ impl Server {
             max_file_size: self.cfg.max_file_size,
             list_tx,
             list_limit: RateLimiter::new(LIST_RATE, LIST_BURST),
-            drop_commits: AtomicBool::new(false),
+            fault: AtomicU8::new(0),
         });
         let mut threads = Vec::new();
         let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
@@ -399,9 +396,35 @@ struct Shared {
     max_file_size: u64,
     list_tx: SyncSender<ListJob>,
     list_limit: RateLimiter,
-    /// Fault injection (tests): COMMITs go unanswered, as to a disk that
-    /// stopped flushing.
-    drop_commits: AtomicBool,
+    /// The [`Fault`] injected now (tests; 0: none).
+    fault: AtomicU8,
+}
+
+/// A fault the tests inject, to make a race or a loss happen when they
+/// need it instead of when timing allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Fault {
+    /// Every COMMIT is dropped unanswered (the sender retries; once off,
+    /// a retry is served), as by a disk that stopped flushing: writes stay
+    /// acknowledged but uncommitted for as long as a test needs.
+    DropCommits = 1,
+    /// Every new TRUNCATE waits [`HOLD`] before it is applied: a cut lands
+    /// after the writes sent meanwhile, as on a slow or busy iod.
+    HoldTruncates = 2,
+    /// The next new WRITE (one) waits [`HOLD`] before it is applied: a
+    /// write sent after it lands first, as after a loss and a resend.
+    HoldNextWrite = 3,
+}
+
+/// How long [`Fault::HoldTruncates`] holds a TRUNCATE (less than the
+/// meta-server's rounds of retries).
+pub const HOLD: Duration = Duration::from_secs(2);
+
+impl Shared {
+    fn fault(&self, f: Fault) -> bool {
+        self.fault.load(Ordering::Relaxed) == f as u8
+    }
 }
 
 impl Shared {
@@ -724,7 +747,7 @@ fn handle(mut cx: Ctx<'_>, msg: &Message<'_>, sbuf: &mut [u8]) {
     };
     // Dropped before the replay window sees it: a retransmission after the
     // fault is turned off is served, not taken for a duplicate.
-    if matches!(msg.body, Body::Commit(_)) && sh.drop_commits.load(Ordering::Relaxed) {
+    if matches!(msg.body, Body::Commit(_)) && sh.fault(Fault::DropCommits) {
         sh.warn_limited(format_args!("fault injection: COMMIT dropped"));
         return;
     }
@@ -756,6 +779,20 @@ fn handle(mut cx: Ctx<'_>, msg: &Message<'_>, sbuf: &mut [u8]) {
         }
     }
     cx.mutation = mutation;
+    // Held once it is in the window: the copies the sender retransmits
+    // meanwhile are duplicates, not cuts of their own.
+    let held = match msg.body {
+        Body::Truncate(_) => sh.fault(Fault::HoldTruncates),
+        Body::Write(_) => sh
+            .fault
+            .compare_exchange(Fault::HoldNextWrite as u8, 0, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok(),
+        _ => false,
+    };
+    if held {
+        warn!("fault injection: {op:?} {:?} held {} s", msg.id, HOLD.as_secs());
+        std::thread::sleep(HOLD);
+    }
     match &msg.body {
         Body::Read(r) => handle_read(&cx, msg.id, r, sbuf),
         Body::List(l) => {

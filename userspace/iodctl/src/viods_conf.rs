@@ -207,6 +207,13 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_example_parses() {
+        let t = parse(include_str!("../../../packaging/viods.conf.example")).expect("parses");
+        assert_eq!(t.viods.len(), 2);
+        assert_eq!(t.identities.len(), 4);
+    }
+
+    #[test]
     fn identities_only_of_members_defined_above() {
         assert_eq!(
             parse("identity 0 10.0.0.1:7000 00000001\nadd-viod 0 10.0.0.1:7000\n"),

@@ -374,23 +374,23 @@ impl Monitor {
                 // Accepted, or back: stale again only if others write.
                 t.stale = false;
             }
+            let news = foreign.is_some() && foreign != t.foreign;
             t.foreign = foreign;
             let Some(f) = foreign else { continue };
             t.stale = true;
+            let why = format!(
+                "answers as data directory {f:08x}, the table holds {:08x} (wiped, replaced or \
+                 at the wrong address)",
+                l.identity
+            );
+            if news {
+                log::warn!("viod {}: {} {why}", l.viod, l.addr);
+            }
             if state.get(&key) != Some(&IodState::Down) {
                 t.slow_down = false;
-                down(
-                    &mut state,
-                    &mut actions,
-                    t,
-                    l.viod,
-                    l.addr,
-                    format!(
-                        "answers as data directory {f:08x}, the table holds {:08x} (wiped, \
-                         replaced or at the wrong address)",
-                        l.identity
-                    ),
-                );
+                down(&mut state, &mut actions, t, l.viod, l.addr, why);
+            } else if news {
+                t.reason = why;
             }
         }
         // Slow members (never the last up one of a viod).
