@@ -13,12 +13,12 @@
 //! hashed by file key: a collision costs a spurious resend, never a
 //! missed cut.
 
-use kernel::sync::atomic::{Atomic, Relaxed};
+use kernel::sync::atomic::{Acquire, Atomic, Relaxed, Release};
 
 use crate::proto::filekey::FileKey;
 
 /// Generation buckets (a power of two).
-const BUCKETS: usize = 256;
+const BUCKETS: usize = 4096;
 
 static GENERATIONS: [Atomic<u32>; BUCKETS] = [const { Atomic::new(0) }; BUCKETS];
 
@@ -27,18 +27,20 @@ static GENERATIONS: [Atomic<u32>; BUCKETS] = [const { Atomic::new(0) }; BUCKETS]
 static RESENT: Atomic<u64> = Atomic::new(0);
 
 fn bucket(key: &FileKey) -> &'static Atomic<u32> {
+    // In bounds: the index is taken modulo the length.
     &GENERATIONS[key.hash() as usize % BUCKETS]
 }
 
-/// The cut generation of `key` now: read it before sending a write.
+/// The cut generation of `key` now: read it before sending a write (the
+/// sends come after it).
 pub(crate) fn generation(key: &FileKey) -> u32 {
-    bucket(key).load(Relaxed)
+    bucket(key).load(Acquire)
 }
 
 /// `key` was cut (or a cut was tried: it may have removed data even if
 /// it failed). Called with the inode locked, after the cut's I/O.
 pub(crate) fn cut(key: &FileKey) {
-    bucket(key).fetch_add(1u32, Relaxed);
+    bucket(key).fetch_add(1u32, Release);
 }
 
 /// Whether no cut of `key` came since `seen`; counts a resend otherwise.

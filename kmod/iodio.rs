@@ -44,6 +44,7 @@ use crate::proto::{
     stripe::StripeLayout,
     wire::{self, Body, Chain, ChainMember, Hop, List, Message, MsgType, ReplySpec, RequestId, Status},
 };
+use crate::proto::control::IodState;
 use crate::viod::{Iod, Reach, Table, Viod};
 
 /// Rounds without any answer before a request fails.
@@ -122,6 +123,8 @@ struct Outgoing {
     chain_of: Option<u32>,
     /// Applied once by the iods: re-sent as is; others get a new id.
     mutating: bool,
+    /// A READ: sent again only while its iod may be read from.
+    read: bool,
     stale: u32,
     datagram: KVVec<u8>,
     done: bool,
@@ -171,35 +174,46 @@ enum Learned {
 /// mis-addressed iod holds none of its viod's data, and would read as
 /// holes. The member goes down (no read, no write reaches it) until it is
 /// re-synced or the admin accepts the new identity.
-fn check_identity(table: &Table, iod: &Iod, instance: u64) -> Learned {
+fn check_identity(table: &Table, iod: &Iod, instance: u64, addressed: bool) -> Learned {
     let identity = wire::identity_of(instance);
     let known = iod.identity.load(Relaxed);
+    // Identities belong to an address: every member at it (one iod may
+    // serve several viods) is told alike.
+    let at_addr = || {
+        table
+            .viods
+            .iter()
+            .flat_map(|v| v.members.iter())
+            .filter(|m| m.addr == iod.addr)
+    };
     if known == identity {
         // Its own directory again (a disk mounted back): it stays down
         // until set up, but may serve layouts then.
-        if iod.foreign.load(Relaxed) != 0 {
-            iod.foreign.store(0, Relaxed);
+        for m in at_addr().filter(|m| m.foreign.load(Relaxed) != 0) {
+            m.foreign.store(0, Relaxed);
         }
         return Learned::Instance;
     }
     // The directory of another iod of the table: a replay from a forged
-    // source (identities outlive restarts), not this iod's.
+    // source (identities outlive restarts), not this iod's. Nor is an
+    // answer we did not address to this iod (a chain member's, a direct
+    // read's notice) trusted to teach or to take it down: its source
+    // address is not authenticated.
     let members = table.viods.iter().flat_map(|v| v.members.iter());
-    if members.filter(|m| m.addr != iod.addr).any(|m| m.identity.load(Relaxed) == identity) {
+    if !addressed || members.filter(|m| m.addr != iod.addr).any(|m| m.identity.load(Relaxed) == identity) {
         return Learned::Nothing;
     }
     if known == wire::UNKNOWN_IDENTITY {
-        match iod.identity.cmpxchg(known, identity, Relaxed) {
-            Ok(_) => {
-                pr_info!("nfsp: iod {:?}: data directory {:08x} (its first answer)\n", iod.addr, identity);
-                return Learned::Instance;
-            }
-            Err(now) if now == identity => return Learned::Instance,
-            Err(_) => {}
+        for m in at_addr() {
+            let _ = m.identity.cmpxchg(wire::UNKNOWN_IDENTITY, identity, Relaxed);
+        }
+        if iod.identity.load(Relaxed) == identity {
+            pr_info!("nfsp: iod {:?}: data directory {:08x} (its first answer)\n", iod.addr, identity);
+            return Learned::Instance;
         }
     }
     IDENTITY_MISMATCHES.add(1u64, Relaxed);
-    if iod.foreign.xchg(identity, Relaxed) != identity {
+    if iod.foreign.load(Relaxed) != identity {
         pr_warn!(
             "nfsp: iod {:?} answers as data directory {:08x}, the table holds {:08x} \
              (wiped, replaced or at the wrong address): taken down until re-synced or \
@@ -209,7 +223,8 @@ fn check_identity(table: &Table, iod: &Iod, instance: u64) -> Learned {
             iod.identity.load(Relaxed)
         );
     }
-    for m in table.viods.iter().flat_map(|v| v.members.iter()).filter(|m| m.addr == iod.addr) {
+    for m in at_addr() {
+        m.foreign.store(identity, Relaxed);
         m.take_down();
     }
     Learned::Foreign
@@ -224,7 +239,13 @@ fn check_identity(table: &Table, iod: &Iod, instance: u64) -> Learned {
 /// verifier changes and clients send them again. The source address is
 /// not authenticated: an instance another iod of the table has (instances
 /// are random per iod process) is a replay from a forged source, ignored.
-fn learn_instance(table: &Table, from: &SocketAddr, id: RequestId, instance: u64) -> Learned {
+fn learn_instance(
+    table: &Table,
+    from: &SocketAddr,
+    id: RequestId,
+    instance: u64,
+    addressed: bool,
+) -> Learned {
     if id.epoch != EPOCH.load(Relaxed) {
         return Learned::Nothing;
     }
@@ -239,7 +260,7 @@ fn learn_instance(table: &Table, from: &SocketAddr, id: RequestId, instance: u64
     if id.seq <= seen {
         return Learned::Nothing;
     }
-    match check_identity(table, iod, instance) {
+    match check_identity(table, iod, instance, addressed) {
         Learned::Instance => {}
         other => return other,
     }
@@ -260,9 +281,21 @@ fn learn_instance(table: &Table, from: &SocketAddr, id: RequestId, instance: u64
     Learned::Nothing
 }
 
-/// The chain members of a write to `viod` after its head, with their
-/// instances.
-fn chain_members(viod: &Viod) -> Result<(&Arc<Iod>, KVec<ChainMember>)> {
+/// The head of a write to `viod` and the chain members after it, with
+/// their instances.
+fn chain_members<'v>(table: &Table, viod: &'v Viod) -> Result<(&'v Arc<Iod>, KVec<ChainMember>)> {
+    // Only an answer addressed to an iod teaches its identity, and a
+    // chain member answers a message sent to the head: one not known
+    // yet is PINGed first.
+    let mut unknown = KVec::new();
+    for m in viod.writers().skip(1) {
+        if m.identity.load(Relaxed) == wire::UNKNOWN_IDENTITY {
+            unknown.push(m, GFP_KERNEL)?;
+        }
+    }
+    if !unknown.is_empty() {
+        learn_instances(table, &unknown)?;
+    }
     let mut writers = viod.writers();
     // No member takes writes: the client retries until one does.
     let head = writers.next().ok_or(EAGAIN)?;
@@ -347,6 +380,7 @@ impl<'t> Exchange<'t> {
         }
         let id = next_request_id();
         let mutating = !matches!(body, Body::Read(_) | Body::Ping | Body::Length(_));
+        let read = matches!(body, Body::Read(_));
         // Room for the data and the largest header (routes, reply header).
         let room = (carried + 4096).min(wire::MAX_DATAGRAM);
         let mut datagram = KVVec::from_elem(0u8, room, GFP_KERNEL)?;
@@ -360,6 +394,7 @@ impl<'t> Exchange<'t> {
                 iod: iod.clone(),
                 chain_of,
                 mutating,
+                read,
                 stale: 0,
                 datagram,
                 done: false,
@@ -429,6 +464,12 @@ impl<'t> Exchange<'t> {
                         if o.done {
                             continue;
                         }
+                        // A member taken out meanwhile (it missed writes, or
+                        // serves another directory) is not read from: the
+                        // client retries, from another one.
+                        if o.read && o.iod.state() != IodState::Up {
+                            return Err(EAGAIN);
+                        }
                         // Iods drop copies of a read: ask again anew.
                         if !o.mutating {
                             self.restamp(i)?;
@@ -469,7 +510,8 @@ impl<'t> Exchange<'t> {
             if let Some(m) = table.iod(&from) {
                 m.answered();
             }
-            if learn_instance(table, &from, msg.id, msg.instance) == Learned::Foreign {
+            let addressed = self.out.get(i).is_some_and(|o| o.iod.addr == from);
+            if learn_instance(table, &from, msg.id, msg.instance, addressed) == Learned::Foreign {
                 // Nothing it says is about this viod's data; the client
                 // retries, without it.
                 if let Some(o) = self.out.get_mut(i) {
@@ -479,8 +521,12 @@ impl<'t> Exchange<'t> {
             }
             if let Body::Ack(a) = &msg.body {
                 if a.status == Status::Stale {
-                    // Not applied: send it again to the instance now known.
+                    // Not applied: send it again to the instance now known,
+                    // unless it may no longer be read from (see above).
                     let o = self.out.get_mut(i).ok_or(EINVAL)?;
+                    if o.read && o.iod.state() != IodState::Up {
+                        return Err(EAGAIN);
+                    }
                     o.stale += 1;
                     if o.stale > MAX_STALE {
                         o.iod.errors.add(1u64, Relaxed);
@@ -529,13 +575,16 @@ fn ack(op: MsgType, body: &Body<'_>) -> Result {
 /// `iods` not known yet (PING; once per iod and module load or iod
 /// restart).
 pub(crate) fn learn_instances(table: &Table, iods: &[&Arc<Iod>]) -> Result {
-    let Some(first) = iods.iter().find(|i| i.instance.load(Relaxed) == 0) else {
+    let unknown = |i: &Iod| {
+        table.instance_of(&i.addr) == 0 || i.identity.load(Relaxed) == wire::UNKNOWN_IDENTITY
+    };
+    let Some(first) = iods.iter().find(|i| unknown(i)) else {
         return Ok(());
     };
     let mut ex = Exchange::new(table, &first.addr)?;
     for (k, iod) in iods.iter().enumerate() {
         let seen_before = iods.iter().take(k).any(|o| o.addr == iod.addr);
-        if iod.instance.load(Relaxed) == 0 && !seen_before {
+        if unknown(iod) && !seen_before {
             ex.add(iod, None, 0, 0, 0, Body::Ping)?;
         }
     }
@@ -625,7 +674,7 @@ impl FileIo<'_> {
                 continue;
             }
             if a.status == Status::Stale {
-                learn_instance(self.table, &from, msg.id, msg.instance);
+                learn_instance(self.table, &from, msg.id, msg.instance, false);
             } else if msg.id.epoch == EPOCH.load(Relaxed) {
                 if let Some(iod) = self.table.iod(&from) {
                     iod.errors.add(1u64, Relaxed);
@@ -709,7 +758,7 @@ impl FileIo<'_> {
         let mut at = 0usize;
         for piece in self.layout.pieces(pos, data.len() as u64).map_err(|_| EINVAL)? {
             let viod = self.viod(piece.viod)?;
-            let (head, chain) = chain_members(viod)?;
+            let (head, chain) = chain_members(self.table, viod)?;
             let origin = ex.origin(head);
             let mut done = 0u64;
             while done < piece.len {
@@ -742,7 +791,7 @@ impl FileIo<'_> {
         let mut ex = Exchange::new(self.table, &self.any_iod()?)?;
         for v in 0..self.layout.width {
             let viod = self.viod(v)?;
-            let (head, chain) = chain_members(viod)?;
+            let (head, chain) = chain_members(self.table, viod)?;
             let origin = ex.origin(head);
             let body = build(
                 v,

@@ -68,7 +68,7 @@ module! {
 const VERSION: &str = "0.1.0";
 
 /// Sends of one WRITE's data when cuts keep coming in between.
-const MAX_WRITE_TRIES: u32 = 4;
+const MAX_WRITE_TRIES: u32 = 8;
 
 /// Counters shown by the `stats` control command.
 struct Counters {

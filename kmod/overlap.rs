@@ -75,6 +75,7 @@ impl Overlaps {
     /// then holds that range until the result is dropped.
     pub(crate) fn hold(&self, key: FileKey, start: u64, end: u64) -> Result<Held<'_>> {
         let span = Span { key, start, end };
+        // In bounds: the index is taken modulo the length.
         let shard = &self.shards[key.hash() as usize % SHARDS];
         let mut busy = shard.busy.lock();
         if busy.iter().any(|s| s.overlaps(&span)) {

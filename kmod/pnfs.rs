@@ -67,7 +67,7 @@ pub(crate) fn layout(
     let mut unknown = KVec::new();
     for j in 0..width {
         for m in table.viod(viod_at(j)).iter().flat_map(|v| v.members.iter()) {
-            if m.instance.load(Relaxed) == 0 || m.identity.load(Relaxed) == UNKNOWN_IDENTITY {
+            if table.instance_of(&m.addr) == 0 || m.identity.load(Relaxed) == UNKNOWN_IDENTITY {
                 unknown.push(m, GFP_KERNEL)?;
             }
         }

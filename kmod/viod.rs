@@ -533,14 +533,13 @@ pub(crate) fn apply(
             }
         }
         Command::Identity { viod, addr, identity } => {
-            let v = t.viod(viod).ok_or(ENOENT)?;
-            let at = v.find(&addr).ok_or(ENOENT)?;
-            if let Some(m) = v.members.get(at) {
+            t.viod(viod).and_then(|v| v.find(&addr)).ok_or(ENOENT)?;
+            // Its instance is kept: the next answer (Stale, from an iod
+            // that came back) teaches the new one, which changes nfsd's
+            // write verifier as for any restart.
+            for m in t.viods.iter().flat_map(|v| v.members.iter()).filter(|m| m.addr == addr) {
                 m.identity.store(identity, Relaxed);
                 m.foreign.store(0, Relaxed);
-                // Requests name its instance anew: the first answer is
-                // checked against (or teaches) this identity.
-                m.instance.store(0, Relaxed);
             }
         }
         Command::Timeout { ms } => t.timeout_ms = ms,

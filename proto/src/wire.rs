@@ -12,7 +12,7 @@ use super::filekey::{FileKey, FILE_KEY_LEN};
 /// `b"NFSP"` read as a little-endian u32.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"NFSP");
 /// Protocol version (2: authenticated header; 4: TRUNCATE fences).
-pub const VERSION: u8 = 4;
+pub const VERSION: u8 = 5;
 /// Largest UDP payload over IPv4.
 pub const MAX_DATAGRAM: usize = 65507;
 /// Largest data payload of one message (READ total, READ_REPLY, WRITE).

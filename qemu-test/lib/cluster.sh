@@ -350,6 +350,25 @@ nfsp_ready() {
 		{ echo "/mnt/nfsp-v4 is not an NFSv4.2 mount on client1" >&2; return 1; }
 }
 
+# nfsp_single_viods: viods 0..3 = iod1..iod4, one iod each (whatever
+# viods 0..3 were).
+nfsp_single_viods() {
+	local v
+	for v in 0 1 2 3; do on meta "${top:?}/target/release/iodctl" del-viod "$v" 2>/dev/null; done
+	for v in 1 2 3 4; do
+		on meta "$top/target/release/iodctl" add-viod $((v - 1)) "$(host_addr "iod$v"):7000" || return 1
+	done
+}
+
+# nfsp_paired_viods: viod 0 = iod1 + iod2, viod 1 = iod3 + iod4 (viods
+# 0..3 removed first).
+nfsp_paired_viods() {
+	local v
+	for v in 0 1 2 3; do on meta "${top:?}/target/release/iodctl" del-viod "$v" 2>/dev/null; done
+	on meta "$top/target/release/iodctl" add-viod 0 "$(host_addr iod1):7000" "$(host_addr iod2):7000" &&
+		on meta "$top/target/release/iodctl" add-viod 1 "$(host_addr iod3):7000" "$(host_addr iod4):7000"
+}
+
 # state_of ADDR: the member's state in 'iodctl list' (its first viod).
 state_of() {
 	on meta "${top:?}/target/release/iodctl" list --json | tr '{' '\n' | grep "\"iod\":\"$1\"" |

@@ -69,12 +69,7 @@ exact() {
 	read_to "$1" "$2" "$3" "$got" && cmp "$got" "$4"
 }
 
-singles() {
-	local v
-	for v in 0 1 2 3; do iodctl del-viod "$v" 2>/dev/null; done
-	for v in 1 2 3 4; do iodctl add-viod $((v - 1)) "$(host_addr "iod$v"):7000" || return 1; done
-}
-check "viods: one iod each" singles
+check "viods: one iod each" nfsp_single_viods
 check "an nfsp export with pnfs is mounted over NFSv4.2" nfsp_pnfs_up
 random_file /tmp/identity-src "$size"
 check "a 4 MiB file is written over v3 (TCP)" on client1 cp /tmp/identity-src /mnt/nfsp-tcp/identity
@@ -159,12 +154,7 @@ check "byte-exact with the disks back (pnfs)" exact client2 pnfs identity /tmp/i
 # Replicas under iodmgr: viod 0 = iod1 + iod2, viod 1 = iod3 + iod4. iod2
 # comes back wiped while a client reads: every read byte-exact; iodmgr
 # re-syncs iod2 under its new identity and sets it up.
-pairs() {
-	local v
-	for v in 0 1 2 3; do iodctl del-viod "$v" || return 1; done
-	iodctl add-viod 0 "$iod1" "$iod2" && iodctl add-viod 1 "$iod3" "$iod4"
-}
-check "viods: 0 = iod1 iod2, 1 = iod3 iod4" pairs
+check "viods: 0 = iod1 iod2, 1 = iod3 iod4" nfsp_paired_viods
 check "iodmgr runs" nfsp_iodmgr_start "$state" "$mlog" /run/nfsp/iodmgr-identity.pid
 check "a 4 MiB file is written on the replicas" on client1 cp /tmp/identity-src /mnt/nfsp-tcp/replicated
 check "iodmgr records the members' identities from their PONGs" \

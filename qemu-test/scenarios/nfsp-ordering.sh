@@ -18,6 +18,9 @@ top=$(cd "$here/../.." && pwd)
 nfsp_scenario_start
 
 bin=$top/target/release
+# One iod per viod (a scenario before may have left replicas): a held
+# TRUNCATE is then held once, not once per member of a chain.
+check "viods: one iod each" nfsp_single_viods
 export NFSP_IOD_OPTS="--fault-injection hold-truncates"
 check "the iods restart with fault injection (hold-truncates)" nfsp_iods_restart
 unset NFSP_IOD_OPTS
@@ -94,12 +97,7 @@ iodctl() { on meta "$bin/iodctl" "$@"; }
 for n in 1 2 3 4; do
 	eval "iod$n=$(host_addr "iod$n"):7000"
 done
-pairs() {
-	local v
-	for v in 0 1 2 3; do iodctl del-viod "$v" || return 1; done
-	iodctl add-viod 0 "$iod1" "$iod2" && iodctl add-viod 1 "$iod3" "$iod4"
-}
-check "viods: 0 = iod1 iod2, 1 = iod3 iod4" pairs
+check "viods: 0 = iod1 iod2, 1 = iod3 iod4" nfsp_paired_viods
 seconds() {
 	local n
 	for n in 2 4; do nfsp_iod_stop "$n" && nfsp_iod_start "$n" || return 1; done

@@ -16,10 +16,6 @@ use iod::{Config, Server};
 use log::{error, info, warn};
 use nfsp_proto::auth::Keys;
 
-/// nfsp storage daemon: serves file data to the meta-server over UDP.
-///
-/// Every datagram must carry a valid tag made with the cluster key
-/// (--key-file); the iod does not start without one unless --insecure.
 /// The faults `--fault-injection` can inject.
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
 enum FaultArg {
@@ -27,10 +23,15 @@ enum FaultArg {
     DropCommits,
     /// Hold every TRUNCATE 2 s before applying it.
     HoldTruncates,
-    /// Hold the next WRITE (one) 2 s before applying it.
+    /// Hold the next WRITE (one per SIGUSR2 that turns it on) 2 s before
+    /// applying it.
     HoldNextWrite,
 }
 
+/// nfsp storage daemon: serves file data to the meta-server over UDP.
+///
+/// Every datagram must carry a valid tag made with the cluster key
+/// (--key-file); the iod does not start without one unless --insecure.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {

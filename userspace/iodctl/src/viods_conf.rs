@@ -15,7 +15,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::fs;
+use std::io::Write as _;
 use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 
 use nfsp_proto::wire::UNKNOWN_IDENTITY;
 use nfsp_proto::{Command, ListLine};
@@ -106,6 +110,27 @@ pub fn format(table: &Table) -> String {
         }
     }
     s
+}
+
+/// Writes `text` to `path` atomically (a new file, fsynced, renamed over;
+/// mode 0644: no secret in it).
+pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("viods.conf");
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    fs::File::open(dir)?.sync_all()
 }
 
 /// Parses the file's text.

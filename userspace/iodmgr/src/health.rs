@@ -370,14 +370,17 @@ impl Monitor {
                 Some(i) => Some(i),
                 None => (l.foreign != 0).then_some(l.foreign),
             };
-            if t.foreign.is_some() && foreign.is_none() && !t.resyncing {
-                // Accepted, or back: stale again only if others write.
-                t.stale = false;
+            if let (Some(old), None) = (t.foreign, foreign) {
+                // Accepted (the table holds the directory it answered as):
+                // its viod's other members, if any, must copy their data
+                // to it. Back on its own directory: as stale as it was.
+                if l.identity == old && list.iter().any(|o| o.viod == l.viod && o.addr != l.addr) {
+                    t.stale = true;
+                }
             }
             let news = foreign.is_some() && foreign != t.foreign;
             t.foreign = foreign;
             let Some(f) = foreign else { continue };
-            t.stale = true;
             let why = format!(
                 "answers as data directory {f:08x}, the table holds {:08x} (wiped, replaced or \
                  at the wrong address)",
@@ -389,8 +392,18 @@ impl Monitor {
             if state.get(&key) != Some(&IodState::Down) {
                 t.slow_down = false;
                 down(&mut state, &mut actions, t, l.viod, l.addr, why);
-            } else if news {
-                t.reason = why;
+            } else {
+                // The module took it down: a copy to it stops too.
+                if t.resyncing {
+                    actions.push(Action::AbortResync {
+                        viod: l.viod,
+                        addr: l.addr,
+                    });
+                    t.resyncing = false;
+                }
+                if news {
+                    t.reason = why;
+                }
             }
         }
         // Slow members (never the last up one of a viod).
@@ -506,7 +519,7 @@ impl Monitor {
             // addresses): a copy would overwrite that member's data.
             let swapped = foreign.and_then(|f| {
                 list.iter()
-                    .find(|l| (l.viod, l.addr) != (v, a) && l.identity == f)
+                    .find(|l| l.addr != a && l.identity == f)
                     .map(|l| (l.viod, l.addr))
             });
             if let Some((ov, oa)) = swapped {
@@ -529,7 +542,7 @@ impl Monitor {
                 .min()
                 .map(|(_, addr)| addr);
             let t = self.members.get_mut(&(v, a)).expect("tracked");
-            if !t.stale && s == IodState::Down {
+            if !t.stale && t.foreign.is_none() && s == IodState::Down {
                 t.slow_down = false;
                 t.slow_rounds = 0;
                 t.waiting_logged = false;
@@ -1055,6 +1068,57 @@ mod tests {
             let acts = round(&mut m, &mut list, &[(A, 1), (B, 1), (C, 1)]);
             assert!(acts.is_empty(), "no copy onto C's data: {acts:?}");
         }
+    }
+
+    #[test]
+    fn a_member_back_on_its_disk_is_as_stale_as_before() {
+        // B answers as another directory and goes down; A takes writes,
+        // then goes down as the last up member (it holds the newest data).
+        let mut m = Monitor::new(Config::default(), &[]);
+        let mut list = vec![line(0, A, IodState::Up), line(0, B, IodState::Up)];
+        (list[0].identity, list[1].identity) = (0xa, 0xb);
+        identities(&mut m, &[(A, 0xa), (B, 0xb)]);
+        assert!(round(&mut m, &mut list, &[(A, 1), (B, 1)]).is_empty());
+        identities(&mut m, &[(A, 0xa), (B, 0xbb)]);
+        list[1].foreign = 0xbb;
+        list[1].state = IodState::Down;
+        // (no PING from B: it is not re-synced yet)
+        round(&mut m, &mut list, &[(A, 1)]);
+        for _ in 0..3 {
+            round(&mut m, &mut list, &[]);
+        }
+        assert_eq!(list[0].state, IodState::Down, "A went down last");
+        // B is back on its own disk, A is still away: B missed A's writes.
+        identities(&mut m, &[(B, 0xb)]);
+        let acts = round(&mut m, &mut list, &[(B, 1)]);
+        assert!(!set(&acts).contains(&(a(B), IodState::Up)), "{acts:?}");
+        // A returns: it is set up (it holds the newest data), and B is
+        // re-synced from it.
+        identities(&mut m, &[(A, 0xa), (B, 0xb)]);
+        let acts = round(&mut m, &mut list, &[(A, 1), (B, 1)]);
+        assert!(set(&acts).contains(&(a(A), IodState::Up)), "{acts:?}");
+        assert!(
+            matches!(acts[..], [_, Action::Resync { addr, source, .. }] if addr == a(B) && source == a(A)),
+            "{acts:?}"
+        );
+    }
+
+    #[test]
+    fn an_accepted_replica_is_copied_to_not_set_up() {
+        let mut m = Monitor::new(Config::default(), &[]);
+        let mut list = vec![line(0, A, IodState::Up), line(0, B, IodState::Up)];
+        (list[0].identity, list[1].identity) = (0xa, 0xb);
+        identities(&mut m, &[(A, 0xa), (B, 0xb)]);
+        assert!(round(&mut m, &mut list, &[(A, 1), (B, 1)]).is_empty());
+        // B wiped; the module took it down; no write since.
+        (list[1].state, list[1].foreign) = (IodState::Down, 0xbb);
+        identities(&mut m, &[(A, 0xa), (B, 0xbb)]);
+        // The admin accepts before iodmgr copies (A answers no PING).
+        round(&mut m, &mut list, &[(B, 1)]);
+        (list[1].identity, list[1].foreign) = (0xbb, 0);
+        let acts = round(&mut m, &mut list, &[(A, 1), (B, 1)]);
+        assert!(!set(&acts).contains(&(a(B), IodState::Up)), "{acts:?}");
+        assert!(matches!(acts[..], [Action::Resync { addr, .. }] if addr == a(B)), "{acts:?}");
     }
 
     #[test]

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 //! `iodctl accept-identity VIOD ADDR:PORT [IDENTITY]`
 
+use std::path::PathBuf;
+
 use anyhow::Context;
+use iodctl::viods_conf::{self, DEFAULT_VIODS_FILE};
 use nfsp_proto::control::parse_identity;
 use nfsp_proto::{Answer, Command};
 
@@ -19,6 +22,10 @@ pub struct Args {
     /// The identity to accept (8 hex digits); by default the one it
     /// answered with (the FOREIGN column of `iodctl list`).
     pub identity: Option<String>,
+    /// The viod table's configuration file, saved again when it exists
+    /// (so that the next boot loads the accepted identity).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_VIODS_FILE)]
+    pub file: PathBuf,
 }
 
 impl Args {
@@ -59,6 +66,11 @@ impl Args {
             identity,
         })?;
         ctl.transact(&cmd).with_context(|| cmd.to_string())?;
+        if self.file.exists() {
+            let table = super::save::current(ctl)?;
+            viods_conf::write_atomically(&self.file, &viods_conf::format(&table))
+                .with_context(|| format!("save {}", self.file.display()))?;
+        }
         println!(
             "viod {} member {addr}: data directory {identity:08x} accepted; what it did not \
              hold is lost unless it is re-synced (iodmgr does with replicas; else \

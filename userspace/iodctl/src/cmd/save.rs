@@ -2,10 +2,7 @@
 //! `iodctl save [--file F]`: write the module's viod table to its
 //! configuration file (atomically: a new file, fsynced, renamed over).
 
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use iodctl::viods_conf::{self, DEFAULT_VIODS_FILE};
@@ -34,40 +31,12 @@ pub fn current(ctl: &Control) -> anyhow::Result<viods_conf::Table> {
     Ok(viods_conf::from_list(&lines))
 }
 
-/// Writes `text` to `path` atomically (mode 0644: no secret in it).
-fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("viods.conf")
-    ));
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(&tmp)
-        .with_context(|| format!("create {}", tmp.display()))?;
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("write {}", tmp.display()))?;
-    fs::rename(&tmp, path)
-        .with_context(|| format!("rename {} to {}", tmp.display(), path.display()))?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("fsync {}", dir.display()))
-}
-
 impl Args {
     /// Read the table, write the file.
     pub fn run(&self, ctl: &Control) -> anyhow::Result<()> {
         let table = current(ctl)?;
-        write_atomically(&self.file, &viods_conf::format(&table))?;
+        viods_conf::write_atomically(&self.file, &viods_conf::format(&table))
+            .with_context(|| format!("write {}", self.file.display()))?;
         for (id, members) in &table.viods {
             for m in members.iter().filter(|m| !table.identities.contains_key(&(*id, **m))) {
                 log::warn!(

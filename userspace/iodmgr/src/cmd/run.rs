@@ -67,6 +67,11 @@ pub struct Args {
     /// bytes; longer ones are logged as errors and skipped.
     #[arg(long, value_name = "BYTES", default_value_t = iodmgr::resync::DEFAULT_MAX_FILE_SIZE)]
     pub max_file_size: u64,
+    /// The viod table's configuration file (`iodctl save`): saved again,
+    /// when it exists, each time an iod's identity is recorded, so that
+    /// the next boot loads it.
+    #[arg(long, value_name = "PATH", default_value = iodctl::viods_conf::DEFAULT_VIODS_FILE)]
+    pub viods_file: PathBuf,
     #[command(flatten)]
     pub keys: KeyArgs,
 }
@@ -103,6 +108,7 @@ struct Daemon {
     space_warned: bool,
     keys: SharedKeys,
     max_file_size: u64,
+    viods_file: PathBuf,
 }
 
 /// The member lines of a `list` answer.
@@ -184,6 +190,7 @@ impl Args {
             space_warned: false,
             keys,
             max_file_size: self.max_file_size,
+            viods_file: self.viods_file.clone(),
         };
         // The line scripts wait for.
         println!("iodmgr running");
@@ -244,6 +251,24 @@ impl Daemon {
         }
     }
 
+    /// Saves the module's table to the configuration file, if there is
+    /// one (an identity just recorded must survive a reboot).
+    fn save_table(&mut self) {
+        if !self.viods_file.exists() {
+            return;
+        }
+        let Some(list) = self.list() else { return };
+        let text = iodctl::viods_conf::format(&iodctl::viods_conf::from_list(&list));
+        match iodctl::viods_conf::write_atomically(&self.viods_file, &text) {
+            Ok(()) => info!("saved the viod table to {}", self.viods_file.display()),
+            Err(e) => warn!(
+                "saving the viod table to {}: {e}: run `iodctl save`, or the next boot loads the \
+                 identity it replaced",
+                self.viods_file.display()
+            ),
+        }
+    }
+
     /// Tells the module the space each answering iod has, which `df` of
     /// the export adds up. Every round: a member added since starts
     /// without one.
@@ -279,6 +304,17 @@ impl Daemon {
             self.monitor.add_resync_bytes(viod, addr, left);
             match res {
                 Ok(r) => {
+                    // Taken down meanwhile (the module found another data
+                    // directory there): it missed writes, it stays down.
+                    let still = self.list().is_some_and(|l| {
+                        l.iter()
+                            .any(|m| (m.viod, m.addr, m.state) == (viod, addr, IodState::Resync))
+                    });
+                    if !still {
+                        warn!("viod {viod}: {addr}: re-sync done, but it left resync meanwhile: not set up");
+                        self.monitor.resync_finished(viod, addr, false, Instant::now());
+                        continue;
+                    }
                     let ok = self.set_state(viod, addr, IodState::Up);
                     self.monitor.resync_finished(viod, addr, ok, Instant::now());
                     if ok {
@@ -432,8 +468,9 @@ impl Daemon {
                         addr,
                         identity,
                     };
-                    if let Err(e) = self.ctl.transact(&cmd) {
-                        warn!("viod {viod}: {addr}: {cmd}: {e:#}");
+                    match self.ctl.transact(&cmd) {
+                        Ok(_) => self.save_table(),
+                        Err(e) => warn!("viod {viod}: {addr}: {cmd}: {e:#}"),
                     }
                 }
                 Action::AbortResync { viod, addr } => {
