@@ -979,6 +979,20 @@ mod tests {
         m.answered_as = v.iter().map(|(s, i)| (a(s), *i)).collect();
     }
 
+    /// A monitor whose members `(viod, addr, identity)` are up, known
+    /// and answered one round (nothing to do).
+    fn settled(members: &[(u32, &str, u32)]) -> (Monitor, Vec<ListLine>) {
+        let mut m = Monitor::new(Config::default(), &[]);
+        let mut list: Vec<ListLine> = members
+            .iter()
+            .map(|(v, addr, id)| ListLine { identity: *id, ..line(*v, addr, IodState::Up) })
+            .collect();
+        identities(&mut m, &members.iter().map(|(_, addr, id)| (*addr, *id)).collect::<Vec<_>>());
+        let all: Vec<(&str, u64)> = members.iter().map(|(_, addr, _)| (*addr, 1)).collect();
+        assert!(round(&mut m, &mut list, &all).is_empty());
+        (m, list)
+    }
+
     fn identity_set(actions: &[Action]) -> Vec<(SocketAddr, u32)> {
         actions
             .iter()
@@ -1029,11 +1043,7 @@ mod tests {
 
     #[test]
     fn a_foreign_member_the_module_found_stays_down_without_a_source() {
-        let mut m = Monitor::new(Config::default(), &[]);
-        let mut list = vec![line(0, A, IodState::Up)];
-        list[0].identity = 0xa;
-        identities(&mut m, &[(A, 0xa)]);
-        assert!(round(&mut m, &mut list, &[(A, 1)]).is_empty());
+        let (mut m, mut list) = settled(&[(0, A, 0xa)]);
         (list[0].state, list[0].foreign) = (IodState::Down, 0xff);
         identities(&mut m, &[(A, 0xff)]);
         for _ in 0..5 {
@@ -1074,11 +1084,7 @@ mod tests {
     fn a_member_back_on_its_disk_is_as_stale_as_before() {
         // B answers as another directory and goes down; A takes writes,
         // then goes down as the last up member (it holds the newest data).
-        let mut m = Monitor::new(Config::default(), &[]);
-        let mut list = vec![line(0, A, IodState::Up), line(0, B, IodState::Up)];
-        (list[0].identity, list[1].identity) = (0xa, 0xb);
-        identities(&mut m, &[(A, 0xa), (B, 0xb)]);
-        assert!(round(&mut m, &mut list, &[(A, 1), (B, 1)]).is_empty());
+        let (mut m, mut list) = settled(&[(0, A, 0xa), (0, B, 0xb)]);
         identities(&mut m, &[(A, 0xa), (B, 0xbb)]);
         list[1].foreign = 0xbb;
         list[1].state = IodState::Down;
@@ -1105,11 +1111,7 @@ mod tests {
 
     #[test]
     fn an_accepted_replica_is_copied_to_not_set_up() {
-        let mut m = Monitor::new(Config::default(), &[]);
-        let mut list = vec![line(0, A, IodState::Up), line(0, B, IodState::Up)];
-        (list[0].identity, list[1].identity) = (0xa, 0xb);
-        identities(&mut m, &[(A, 0xa), (B, 0xb)]);
-        assert!(round(&mut m, &mut list, &[(A, 1), (B, 1)]).is_empty());
+        let (mut m, mut list) = settled(&[(0, A, 0xa), (0, B, 0xb)]);
         // B wiped; the module took it down; no write since.
         (list[1].state, list[1].foreign) = (IodState::Down, 0xbb);
         identities(&mut m, &[(A, 0xa), (B, 0xbb)]);
@@ -1123,11 +1125,7 @@ mod tests {
 
     #[test]
     fn its_own_directory_back_clears_the_modules_memory() {
-        let mut m = Monitor::new(Config::default(), &[]);
-        let mut list = vec![line(0, A, IodState::Up)];
-        list[0].identity = 0xa;
-        identities(&mut m, &[(A, 0xa)]);
-        assert!(round(&mut m, &mut list, &[(A, 1)]).is_empty());
+        let (mut m, mut list) = settled(&[(0, A, 0xa)]);
         // Started on an empty mount point: the module took it down.
         (list[0].state, list[0].foreign) = (IodState::Down, 0xff);
         identities(&mut m, &[(A, 0xff)]);
