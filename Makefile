@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all deps kernel nfs-utils kmod tools packages unit-test patch-check vm-test test bench demo clean fuzz powercut crash-test
+.PHONY: all deps kernel nfs-utils kmod tools packages unit-test patch-check vm-test test bench bench-durable demo clean fuzz powercut crash-test
 
 all: kernel nfs-utils kmod tools
 
@@ -57,6 +57,10 @@ test:
 # QUICK=1 runs a few points only, into $NFSP_CACHE/bench-quick.
 bench: kernel nfs-utils kmod tools
 	QUICK=$(QUICK) qemu-test/bench
+
+# Only the cost of durable COMMIT (the second run of 'make bench').
+bench-durable: kernel nfs-utils kmod tools
+	QUICK=$(QUICK) BENCH_GRID=0 qemu-test/bench
 
 # Power cuts under a verified write load (qemu-test/powercut): ROUNDS
 # rounds (default 20, about 90 s each); 'make test' runs 2. crash-test is

@@ -26,6 +26,9 @@ enum FaultArg {
     /// Hold the next WRITE (one per SIGUSR2 that turns it on) 2 s before
     /// applying it.
     HoldNextWrite,
+    /// Answer COMMITs (and stable pNFS writes) without flushing anything:
+    /// the cost of durability, for benchmarks only.
+    SkipSync,
 }
 
 /// nfsp storage daemon: serves file data to the meta-server over UDP.
@@ -78,7 +81,9 @@ struct Args {
     /// lose writes this iod acknowledged but never committed;
     /// hold-truncates makes every TRUNCATE wait 2 s before it is applied,
     /// so that writes sent meanwhile land before the cut; hold-next-write
-    /// holds the next WRITE (one) 2 s, so that a later one lands first.
+    /// holds the next WRITE (one) 2 s, so that a later one lands first;
+    /// skip-sync answers COMMITs without flushing (benchmarks: what
+    /// durability costs). Never on where data matters.
     #[arg(long, value_name = "FAULT", num_args = 0..=1, default_missing_value = "drop-commits")]
     fault_injection: Option<FaultArg>,
     /// Write the manual page iod.8 into DIR and exit (packaging; hidden).
@@ -200,6 +205,7 @@ fn main() -> anyhow::Result<()> {
         FaultArg::DropCommits => Fault::DropCommits,
         FaultArg::HoldTruncates => Fault::HoldTruncates,
         FaultArg::HoldNextWrite => Fault::HoldNextWrite,
+        FaultArg::SkipSync => Fault::SkipSync,
     });
     if let Some(f) = fault {
         signal_hook::flag::register(signal_hook::consts::SIGUSR2, Arc::clone(&usr2))

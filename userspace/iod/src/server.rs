@@ -50,7 +50,7 @@ use crate::policy::{AddrPolicy, Violation};
 use crate::ratelimit::RateLimiter;
 use crate::replay::{Done, Kind, Repeat, ReplayTable, Verdict, MAX_EPOCHS, MAX_REFORWARDS};
 use crate::stats::Stats;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 mod ds;
 use crate::transparent::TransparentCache;
@@ -415,6 +415,10 @@ pub enum Fault {
     /// The next new WRITE (one) waits [`HOLD`] before it is applied: a
     /// write sent after it lands first, as after a loss and a resend.
     HoldNextWrite = 3,
+    /// COMMITs and stable pNFS writes are answered without flushing
+    /// anything (as by a disk that lies about its cache): measures what
+    /// durability costs, and must never be on where data matters.
+    SkipSync = 4,
 }
 
 /// How long [`Fault::HoldTruncates`] holds a TRUNCATE (less than the
@@ -424,6 +428,15 @@ pub const HOLD: Duration = Duration::from_secs(2);
 impl Shared {
     fn fault(&self, f: Fault) -> bool {
         self.fault.load(Ordering::Relaxed) == f as u8
+    }
+
+    /// The store's commit of `key`, unless [`Fault::SkipSync`] is on.
+    fn commit(&self, key: &FileKey) -> Result<(), StoreError> {
+        if self.fault(Fault::SkipSync) {
+            self.warn_limited(format_args!("fault injection: COMMIT answered unflushed"));
+            return Ok(());
+        }
+        self.store.commit(key)
     }
 }
 
@@ -841,7 +854,7 @@ fn handle(mut cx: Ctx<'_>, msg: &Message<'_>, sbuf: &mut [u8]) {
             }
         }
         Body::Commit(c) => {
-            let res = sh.store.commit(&c.key);
+            let res = sh.commit(&c.key);
             let fwd = |chain| Body::Commit(Commit { chain, ..*c });
             chain_step(&cx, msg, res, 0, &c.chain, fwd, sbuf)
         }

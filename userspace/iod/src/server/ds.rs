@@ -311,7 +311,7 @@ fn write(
         .write_at_epoch(&h.key, local, data, h.epoch)
         .map_err(|e| store_status(sh, &e))?;
     if stable != StableHow::Unstable {
-        sh.store.commit(&h.key).map_err(|e| store_status(sh, &e))?;
+        sh.commit(&h.key).map_err(|e| store_status(sh, &e))?;
     }
     Stats::add(&sh.stats.bytes_written, data.len() as u64);
     ds3::encode_write_ok(w, data.len() as u32, stable, verifier).map_err(|_| Nfsstat3::Serverfault)
@@ -334,6 +334,6 @@ fn commit(
     // A fenced client's writes may have been cut: it must write again.
     sh.store.check_epoch(&h.key, h.epoch).map_err(|e| store_status(sh, &e))?;
     // The whole local file: a commit's range maps to every block of it.
-    sh.store.commit(&h.key).map_err(|e| store_status(sh, &e))?;
+    sh.commit(&h.key).map_err(|e| store_status(sh, &e))?;
     ds3::encode_commit_ok(w, verifier).map_err(|_| Nfsstat3::Serverfault)
 }
