@@ -41,11 +41,12 @@ use crate::ffi::{random_u64, DirectReply, NetRef, UdpSocket};
 use crate::proto::{
     auth::Keys,
     filekey::FileKey,
+    nfs3_error,
     stripe::StripeLayout,
     wire::{self, Body, Chain, ChainMember, Hop, List, Message, MsgType, ReplySpec, RequestId, Status},
 };
 use crate::proto::control::IodState;
-use crate::viod::{Iod, Reach, Table, Viod};
+use crate::viod::{Anchor, Iod, Reach, Table, Viod};
 
 /// Rounds without any answer before a request fails.
 const TRIES: u32 = 3;
@@ -147,6 +148,14 @@ struct Exchange<'t> {
     /// A message goes to an iod known to be silent (see [`Reach`]): the
     /// request gives up after one silent round.
     probe: bool,
+}
+
+/// Direct reads refused with NFS3ERR_JUKEBOX, as sent to an iod to deliver
+/// (`stats`: direct_reads_refused).
+static DIRECT_READS_REFUSED: Atomic<u64> = Atomic::new(0);
+
+pub(crate) fn direct_reads_refused() -> u64 {
+    DIRECT_READS_REFUSED.load(Relaxed)
 }
 
 /// Identity mismatches seen (`stats`: identity_mismatches).
@@ -694,21 +703,10 @@ impl FileIo<'_> {
         let keys = self.table.keys.ok_or(EAGAIN)?;
         let anchor = self.table.anchor.as_ref().ok_or(EAGAIN)?;
         self.drain_notices(&keys)?;
-        let mut iods: KVec<(Arc<Iod>, u64, u32)> = KVec::new();
-        for piece in self.layout.pieces(pos, count as u64).map_err(|_| EINVAL)? {
-            let iod = self.viod(piece.viod)?.reader().ok_or(EAGAIN)?;
-            iods.push((iod.clone(), piece.local_offset, piece.len as u32), GFP_KERNEL)?;
-        }
-        // A read at or past the end: no data, only the header.
-        if iods.is_empty() {
-            let viod = self.viod(self.layout.first_viod)?;
-            iods.push((viod.reader().ok_or(EAGAIN)?.clone(), 0, 0), GFP_KERNEL)?;
-        }
-        let mut refs: KVec<&Arc<Iod>> = KVec::new();
-        for (iod, _, _) in iods.iter() {
-            refs.push(iod, GFP_KERNEL)?;
-        }
-        learn_instances(self.table, &refs)?;
+        let Some(iods) = self.direct_route(pos, count)? else {
+            return self.refuse_direct(&keys, anchor, reply);
+        };
+        let (iod, local_offset, len) = iods.first().ok_or(EINVAL)?;
         let mut hops: KVec<Hop> = KVec::new();
         for (iod, local_offset, len) in iods.iter().skip(1) {
             hops.push(
@@ -721,7 +719,6 @@ impl FileIo<'_> {
                 GFP_KERNEL,
             )?;
         }
-        let (iod, local_offset, len) = iods.first().ok_or(EINVAL)?;
         if !iod.addr.is_ipv4() {
             // The notice socket is IPv4.
             return Err(EAFNOSUPPORT);
@@ -749,6 +746,81 @@ impl FileIo<'_> {
         anchor.notices.send_to(datagram, &iod.addr)?;
         iod.record(count, None);
         Ok(())
+    }
+
+    /// The member of each piece's viod that serves a direct read (their
+    /// instances known), with its local offset and length; `None` when a
+    /// viod has no member up.
+    fn direct_route(&self, pos: u64, count: usize) -> Result<Option<KVec<(Arc<Iod>, u64, u32)>>> {
+        let mut iods: KVec<(Arc<Iod>, u64, u32)> = KVec::new();
+        for piece in self.layout.pieces(pos, count as u64).map_err(|_| EINVAL)? {
+            let Some(iod) = self.viod(piece.viod)?.reader() else {
+                return Ok(None);
+            };
+            iods.push((iod.clone(), piece.local_offset, piece.len as u32), GFP_KERNEL)?;
+        }
+        // A read at or past the end: no data, only the header, which any
+        // iod can send.
+        if iods.is_empty() {
+            let viod = self.viod(self.layout.first_viod)?;
+            let Some(iod) = viod.reader().or_else(|| self.messenger()) else {
+                return Ok(None);
+            };
+            iods.push((iod.clone(), 0, 0), GFP_KERNEL)?;
+        }
+        {
+            let mut refs: KVec<&Arc<Iod>> = KVec::new();
+            for (iod, _, _) in iods.iter() {
+                refs.push(iod, GFP_KERNEL)?;
+            }
+            learn_instances(self.table, &refs)?;
+        }
+        Ok(Some(iods))
+    }
+
+    /// An iod that can send a reply for the meta-server now: up, answering,
+    /// its instance known, reached over IPv4 (the notice socket's).
+    fn messenger(&self) -> Option<&Arc<Iod>> {
+        self.table.viods.iter().flat_map(|v| v.members.iter()).find(|m| {
+            m.state() == IodState::Up
+                && !m.silent()
+                && m.instance.load(Relaxed) != 0
+                && m.addr.is_ipv4()
+        })
+    }
+
+    /// A viod of a direct read has no member up: another iod sends the
+    /// client NFS3ERR_JUKEBOX from the meta-server's address (a zero-length
+    /// read with that reply as its header), so the client waits and tries
+    /// again instead of counting timeouts. Without such an iod, or for a
+    /// reply nfsd did not make with an empty AUTH_NONE verifier, nothing
+    /// answers: the client retransmits. Returns EAGAIN.
+    fn refuse_direct(&self, keys: &Keys, anchor: &Anchor, reply: &DirectReply<'_>) -> Result {
+        let iod = self.messenger().ok_or(EAGAIN)?;
+        let mut header = [0u8; nfs3_error::READ_ERROR_REPLY_LEN];
+        let n = nfs3_error::encode_read_error(reply.header, nfs3_error::NFS3ERR_JUKEBOX, &mut header)
+            .map_err(|_| EAGAIN)?;
+        let body = Body::Read(wire::Read {
+            key: self.key,
+            local_offset: 0,
+            len: 0,
+            routes: List::Items(&[]),
+            reply: ReplySpec::Direct {
+                origin: SocketAddr::new(iod.origin_ip, anchor.notices_port),
+                client: reply.client,
+                source: reply.server,
+                header: header.get(..n).ok_or(EINVAL)?,
+                pad: true,
+            },
+            gathered: &[],
+        });
+        let mut datagram = [0u8; 512];
+        let n = Message::new(next_request_id(), iod.instance.load(Relaxed), body)
+            .seal(keys, &mut datagram)
+            .map_err(|_| EINVAL)?;
+        anchor.notices.send_to(datagram.get(..n).ok_or(EINVAL)?, &iod.addr)?;
+        DIRECT_READS_REFUSED.add(1u64, Relaxed);
+        Err(EAGAIN)
     }
 
     /// Writes `data` at `pos` on every member of the viods concerned (a

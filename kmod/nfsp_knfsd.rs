@@ -569,13 +569,14 @@ fn stats(st: &State, table: &Table, out: &mut AnswerBuf<'_>) {
     let sign_id = keys.and_then(|k| k.signing().map(|k| k.id()));
     let accept_id = keys.and_then(|k| k.accepted().map(|k| k.id()));
     let space = viod::space(table).unwrap_or_default();
-    let lines: [(&str, u64); 22] = [
+    let lines: [(&str, u64); 23] = [
         ("keys_loaded", u64::from(keys.is_some())),
         ("key_sign_id", u64::from(sign_id.unwrap_or(0))),
         ("key_accept_id", u64::from(accept_id.unwrap_or(0))),
         ("creates", c.creates.load(Relaxed)),
         ("reads_relay", c.reads_relay.load(Relaxed)),
         ("reads_direct", c.reads_direct.load(Relaxed)),
+        ("direct_reads_refused", iodio::direct_reads_refused()),
         ("writes", c.writes.load(Relaxed)),
         ("commits", c.commits.load(Relaxed)),
         ("truncates", c.truncates.load(Relaxed)),

@@ -28,6 +28,8 @@ pub(crate) mod ffl;
 pub(crate) mod filekey;
 #[path = "../proto/src/metafile.rs"]
 pub(crate) mod metafile;
+#[path = "../proto/src/nfs3_error.rs"]
+pub(crate) mod nfs3_error;
 #[path = "../proto/src/stripe.rs"]
 pub(crate) mod stripe;
 #[path = "../proto/src/unlink.rs"]

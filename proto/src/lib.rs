@@ -36,6 +36,8 @@
 //! * [`nfs3`] — the ONC-RPC + NFSv3 READ reply prefix (XDR, big-endian)
 //!   that the meta-server prebuilds for a direct-mode READ, and a READ call
 //!   codec.
+//! * [`nfs3_error`] — the 32-byte READ reply that refuses a direct-mode
+//!   READ (NFS3ERR_JUKEBOX) when no iod can serve it.
 //! * [`unlink`] — 64-byte deletion records read by `unlinkd` from
 //!   `/dev/nfsp_unlink` (magic `NFUL`, version, seq, key, real size, layout,
 //!   CRC32C) and the 24-byte acknowledgement (`NFUA`, first..=last seq).
@@ -131,6 +133,7 @@ pub mod fuzzing;
 pub mod journal;
 pub mod metafile;
 pub mod nfs3;
+pub mod nfs3_error;
 pub mod stripe;
 pub mod unlink;
 pub mod wire;

@@ -6,6 +6,10 @@
 # cap) while the meta-server transmits far less than the bytes read (< 25 %):
 # the iods answer the clients directly. The same over TCP (relayed by the
 # meta-server) is printed for comparison (checked for correctness only).
+# A direct read that no member of a viod can serve is refused with
+# NFS3ERR_JUKEBOX (an iod of another viod sends it, from meta's address)
+# instead of being dropped: the client waits and tries again, with no
+# timeouts, and reads the data once the member is back.
 SCENARIO=nfsp-direct
 here=$(dirname "$0")
 . "$here/../lib/testlib.sh"
@@ -92,4 +96,30 @@ echo "nfsp-direct: summary (kB/s aggregate, cap $LINK_MBIT Mbit/s per host):" \
 	"nfsp-udp-direct $((udp_bytes / udp_ms)) nfsp-tcp-relay $relay_rate"
 check "udp: direct reads beat plain knfsd over UDP by 1.5x" \
 	test $((udp_bytes / udp_ms * 2)) -gt $((plain_udp_rate * 3))
+
+# viod 0 (iod1, its only member) out of service: reads of its blocks are
+# refused.
+refused() { on meta "$top/target/release/iodctl" stats --json | sed -n 's/.*"direct_reads_refused":\([0-9]*\).*/\1/p'; }
+retrans() { on client1 awk '$1 == "rpc" {print $3}' /proc/net/rpc/nfs; }
+viod0=$(host_addr iod1):7000
+drop_caches
+r0=$(refused) t0=$(retrans)
+check "viod 0's only member is set down" on meta "$top/target/release/iodctl" set-state 0 "$viod0" down
+rm -f /tmp/direct-jukebox-ok
+# 8 blocks of 64 KiB at 2 MiB, uncached: two of them on viod 0, whichever
+# viod the file starts on
+(on client1 sh -c "dd if=/mnt/nfsp-udp/big bs=64k skip=32 count=8 iflag=direct status=none |
+	cmp -i 0:$((2 << 20)) -n $((8 << 16)) - '$src'" && touch /tmp/direct-jukebox-ok) &
+reader=$!
+sleep 4
+r1=$(refused) t1=$(retrans)
+check "a read of a block on viod 0 is refused with JUKEBOX (direct_reads_refused ${r0:-none} -> ${r1:-none})" \
+	test "${r1:-0}" -gt "${r0:-0}"
+check "... and the client counts no timeout meanwhile (retransmissions $t0 -> $t1)" \
+	test -n "$t0" -a "$t1" = "$t0"
+check "... which the member's return ends" on meta "$top/target/release/iodctl" set-state 0 "$viod0" up
+t=$(now_ms)
+wait "$reader"
+check "... with the 512 KiB read byte-exact, $(($(now_ms) - t)) ms later (a JUKEBOX wait is 5 s)" \
+	test -f /tmp/direct-jukebox-ok
 summary
