@@ -38,14 +38,16 @@ use kernel::{
 };
 
 use crate::ffi::{random_u64, DirectReply, NetRef, UdpSocket};
+use crate::proto::control::IodState;
 use crate::proto::{
     auth::Keys,
     filekey::FileKey,
     nfs3_error,
     stripe::StripeLayout,
-    wire::{self, Body, Chain, ChainMember, Hop, List, Message, MsgType, ReplySpec, RequestId, Status},
+    wire::{
+        self, Body, Chain, ChainMember, Hop, List, Message, MsgType, ReplySpec, RequestId, Status,
+    },
 };
-use crate::proto::control::IodState;
 use crate::viod::{Anchor, Iod, Reach, Table, Viod};
 
 /// Rounds without any answer before a request fails.
@@ -209,15 +211,25 @@ fn check_identity(table: &Table, iod: &Iod, instance: u64, addressed: bool) -> L
     // read's notice) trusted to teach or to take it down: its source
     // address is not authenticated.
     let members = table.viods.iter().flat_map(|v| v.members.iter());
-    if !addressed || members.filter(|m| m.addr != iod.addr).any(|m| m.identity.load(Relaxed) == identity) {
+    if !addressed
+        || members
+            .filter(|m| m.addr != iod.addr)
+            .any(|m| m.identity.load(Relaxed) == identity)
+    {
         return Learned::Nothing;
     }
     if known == wire::UNKNOWN_IDENTITY {
         for m in at_addr() {
-            let _ = m.identity.cmpxchg(wire::UNKNOWN_IDENTITY, identity, Relaxed);
+            let _ = m
+                .identity
+                .cmpxchg(wire::UNKNOWN_IDENTITY, identity, Relaxed);
         }
         if iod.identity.load(Relaxed) == identity {
-            pr_info!("nfsp: iod {:?}: data directory {:08x} (its first answer)\n", iod.addr, identity);
+            pr_info!(
+                "nfsp: iod {:?}: data directory {:08x} (its first answer)\n",
+                iod.addr,
+                identity
+            );
             return Learned::Instance;
         }
     }
@@ -259,7 +271,10 @@ fn learn_instance(
         return Learned::Nothing;
     }
     let others = table.viods.iter().flat_map(|v| v.members.iter());
-    if others.filter(|m| m.addr != *from).any(|m| m.instance.load(Relaxed) == instance) {
+    if others
+        .filter(|m| m.addr != *from)
+        .any(|m| m.instance.load(Relaxed) == instance)
+    {
         return Learned::Nothing;
     }
     let Some(iod) = table.iod(from) else {
@@ -349,8 +364,15 @@ impl<'t> Exchange<'t> {
         let id = next_request_id();
         let mut fresh = KVVec::from_elem(0u8, o.datagram.len(), GFP_KERNEL)?;
         let instance_of = |a: &SocketAddr| table.instance_of(a);
-        let n = wire::restamp(&keys, &o.datagram, id, &o.iod.addr, &instance_of, &mut fresh)
-            .map_err(|_| EINVAL)?;
+        let n = wire::restamp(
+            &keys,
+            &o.datagram,
+            id,
+            &o.iod.addr,
+            &instance_of,
+            &mut fresh,
+        )
+        .map_err(|_| EINVAL)?;
         fresh.truncate(n);
         o.datagram = fresh;
         o.id = id;
@@ -467,7 +489,9 @@ impl<'t> Exchange<'t> {
                         }
                         return Err(EAGAIN);
                     }
-                    wait_ms = wait_ms.saturating_mul(2).min(self.timeout_ms.saturating_mul(MAX_BACKOFF));
+                    wait_ms = wait_ms
+                        .saturating_mul(2)
+                        .min(self.timeout_ms.saturating_mul(MAX_BACKOFF));
                     for i in 0..next {
                         let Some(o) = self.out.get(i) else { continue };
                         if o.done {
@@ -511,7 +535,9 @@ impl<'t> Exchange<'t> {
                     && !o.done
                     && (o.iod.addr == from
                         || o.chain_of.is_some_and(|v| {
-                            table.viod(v).is_some_and(|v| v.members.iter().any(|m| m.addr == from))
+                            table
+                                .viod(v)
+                                .is_some_and(|v| v.members.iter().any(|m| m.addr == from))
                         }))
             }) else {
                 continue;
@@ -630,7 +656,11 @@ impl FileIo<'_> {
     pub(crate) fn read(&self, pos: u64, buf: &mut [u8]) -> Result {
         let mut ex = Exchange::new(self.table, &self.any_iod()?)?;
         let mut dest = 0usize;
-        for piece in self.layout.pieces(pos, buf.len() as u64).map_err(|_| EINVAL)? {
+        for piece in self
+            .layout
+            .pieces(pos, buf.len() as u64)
+            .map_err(|_| EINVAL)?
+        {
             let viod = self.viod(piece.viod)?;
             let mut done = 0u64;
             while done < piece.len {
@@ -675,8 +705,12 @@ impl FileIo<'_> {
                 Err(e) if e == EMSGSIZE => continue,
                 Err(_) => break,
             };
-            let Some(datagram) = buf.get(..n) else { continue };
-            let Ok(msg) = wire::open(keys, datagram) else { continue };
+            let Some(datagram) = buf.get(..n) else {
+                continue;
+            };
+            let Ok(msg) = wire::open(keys, datagram) else {
+                continue;
+            };
             // Only an iod's refusal of one of our direct reads counts.
             let Body::Ack(a) = msg.body else { continue };
             if a.op != MsgType::Read || a.status == Status::Ok {
@@ -757,7 +791,10 @@ impl FileIo<'_> {
             let Some(iod) = self.viod(piece.viod)?.reader() else {
                 return Ok(None);
             };
-            iods.push((iod.clone(), piece.local_offset, piece.len as u32), GFP_KERNEL)?;
+            iods.push(
+                (iod.clone(), piece.local_offset, piece.len as u32),
+                GFP_KERNEL,
+            )?;
         }
         // A read at or past the end: no data, only the header, which any
         // iod can send.
@@ -781,12 +818,16 @@ impl FileIo<'_> {
     /// An iod that can send a reply for the meta-server now: up, answering,
     /// its instance known, reached over IPv4 (the notice socket's).
     fn messenger(&self) -> Option<&Arc<Iod>> {
-        self.table.viods.iter().flat_map(|v| v.members.iter()).find(|m| {
-            m.state() == IodState::Up
-                && !m.silent()
-                && m.instance.load(Relaxed) != 0
-                && m.addr.is_ipv4()
-        })
+        self.table
+            .viods
+            .iter()
+            .flat_map(|v| v.members.iter())
+            .find(|m| {
+                m.state() == IodState::Up
+                    && !m.silent()
+                    && m.instance.load(Relaxed) != 0
+                    && m.addr.is_ipv4()
+            })
     }
 
     /// A viod of a direct read has no member up: another iod sends the
@@ -798,8 +839,9 @@ impl FileIo<'_> {
     fn refuse_direct(&self, keys: &Keys, anchor: &Anchor, reply: &DirectReply<'_>) -> Result {
         let iod = self.messenger().ok_or(EAGAIN)?;
         let mut header = [0u8; nfs3_error::READ_ERROR_REPLY_LEN];
-        let n = nfs3_error::encode_read_error(reply.header, nfs3_error::NFS3ERR_JUKEBOX, &mut header)
-            .map_err(|_| EAGAIN)?;
+        let n =
+            nfs3_error::encode_read_error(reply.header, nfs3_error::NFS3ERR_JUKEBOX, &mut header)
+                .map_err(|_| EAGAIN)?;
         let body = Body::Read(wire::Read {
             key: self.key,
             local_offset: 0,
@@ -818,7 +860,9 @@ impl FileIo<'_> {
         let n = Message::new(next_request_id(), iod.instance.load(Relaxed), body)
             .seal(keys, &mut datagram)
             .map_err(|_| EINVAL)?;
-        anchor.notices.send_to(datagram.get(..n).ok_or(EINVAL)?, &iod.addr)?;
+        anchor
+            .notices
+            .send_to(datagram.get(..n).ok_or(EINVAL)?, &iod.addr)?;
         DIRECT_READS_REFUSED.add(1u64, Relaxed);
         Err(EAGAIN)
     }
@@ -828,7 +872,11 @@ impl FileIo<'_> {
     pub(crate) fn write(&self, pos: u64, data: &[u8]) -> Result {
         let mut ex = Exchange::new(self.table, &self.any_iod()?)?;
         let mut at = 0usize;
-        for piece in self.layout.pieces(pos, data.len() as u64).map_err(|_| EINVAL)? {
+        for piece in self
+            .layout
+            .pieces(pos, data.len() as u64)
+            .map_err(|_| EINVAL)?
+        {
             let viod = self.viod(piece.viod)?;
             let (head, chain) = chain_members(self.table, viod)?;
             let origin = ex.origin(head);
@@ -855,11 +903,7 @@ impl FileIo<'_> {
 
     /// Sends `build`'s message (given a replica chain) to every viod of the
     /// file and waits for every chain's acknowledgement.
-    fn broadcast(
-        &self,
-        op: MsgType,
-        build: impl Fn(u32, Chain<'_>) -> Result<Body<'_>>,
-    ) -> Result {
+    fn broadcast(&self, op: MsgType, build: impl Fn(u32, Chain<'_>) -> Result<Body<'_>>) -> Result {
         let mut ex = Exchange::new(self.table, &self.any_iod()?)?;
         for v in 0..self.layout.width {
             let viod = self.viod(v)?;

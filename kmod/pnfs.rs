@@ -26,10 +26,10 @@ use kernel::{prelude::*, sync::atomic::Relaxed};
 
 use crate::proto::{
     dsfh::{DsHandle, DS_FH_LEN},
-    wire::UNKNOWN_IDENTITY,
     ffl::{self, DataServer},
     filekey::FileKey,
     stripe::StripeLayout,
+    wire::UNKNOWN_IDENTITY,
 };
 use crate::viod::{self, Table};
 
@@ -56,7 +56,10 @@ pub(crate) fn layout(
     client: &[u8],
     buf: &mut [u8],
 ) -> Result<usize> {
-    let sign = table.keys.and_then(|k| k.signing().copied()).ok_or(EAGAIN)?;
+    let sign = table
+        .keys
+        .and_then(|k| k.signing().copied())
+        .ok_or(EAGAIN)?;
     let width = layout.width;
     if !table.layout_rule.allows(client, width) {
         return Err(EOPNOTSUPP);
@@ -140,4 +143,3 @@ pub(crate) fn count_errors(table: &Table, errors: &[u8]) {
         pr_info!("nfsp: a LAYOUTRETURN with an unreadable error report\n");
     }
 }
-

@@ -128,7 +128,10 @@ impl MiscDevice for UnlinkReader {
         )
     }
 
-    fn read_iter(kiocb: kernel::fs::Kiocb<'_, Self::Ptr>, iov: &mut IovIterDest<'_>) -> Result<usize> {
+    fn read_iter(
+        kiocb: kernel::fs::Kiocb<'_, Self::Ptr>,
+        iov: &mut IovIterDest<'_>,
+    ) -> Result<usize> {
         let me = kiocb.file();
         let queue = &state()?.queue;
         let mut cursor = me.cursor.lock();
@@ -150,7 +153,10 @@ impl MiscDevice for UnlinkReader {
         Ok(copied)
     }
 
-    fn write_iter(_kiocb: kernel::fs::Kiocb<'_, Self::Ptr>, iov: &mut IovIterSource<'_>) -> Result<usize> {
+    fn write_iter(
+        _kiocb: kernel::fs::Kiocb<'_, Self::Ptr>,
+        iov: &mut IovIterSource<'_>,
+    ) -> Result<usize> {
         let queue = &state()?.queue;
         let len = iov.len();
         if len == 0 || len % ACK_LEN != 0 {

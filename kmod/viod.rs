@@ -25,8 +25,8 @@ use kernel::{
 use crate::ffi::{NetRef, UdpSocket};
 use crate::proto::{
     auth::Keys,
-    ffl::LayoutRule,
     control::{Answer, Command, IodState, ListLine, Members, Space},
+    ffl::LayoutRule,
 };
 
 /// One iod: where it is, its state and its counters.
@@ -106,7 +106,9 @@ impl Iod {
     }
 
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.created.elapsed().as_millis()).unwrap_or(0).max(1)
+        u64::try_from(self.created.elapsed().as_millis())
+            .unwrap_or(0)
+            .max(1)
     }
 
     /// Whether a request may wait for this iod now (see [`Reach`]). At
@@ -399,8 +401,7 @@ fn oom(_: impl Into<Error>) -> Error {
 static LAST_DEVICE: Atomic<u32> = Atomic::new(0);
 
 fn new_iod(net: &NetRef, addr: SocketAddr) -> Result<Arc<Iod>> {
-    let origin_ip = UdpSocket::source_for(net, &addr)
-        .map_err(|_| EHOSTUNREACH)?;
+    let origin_ip = UdpSocket::source_for(net, &addr).map_err(|_| EHOSTUNREACH)?;
     Arc::new(
         Iod {
             addr,
@@ -426,10 +427,7 @@ fn new_iod(net: &NetRef, addr: SocketAddr) -> Result<Arc<Iod>> {
     .map_err(oom)
 }
 
-fn new_members(
-    net: &NetRef,
-    addrs: &Members,
-) -> Result<KVec<Arc<Iod>>> {
+fn new_members(net: &NetRef, addrs: &Members) -> Result<KVec<Arc<Iod>>> {
     let mut members = KVec::with_capacity(addrs.len(), GFP_KERNEL).map_err(oom)?;
     for (i, a) in addrs.iter().enumerate() {
         if addrs.iter().take(i).any(|b| b == a) {
@@ -445,11 +443,7 @@ fn new_members(
 /// iod, `EEXIST` one that exists, `EBUSY` the removal of a viod's last
 /// member (use `del-viod`), `E2BIG` a full viod, `EHOSTUNREACH` an iod
 /// with no route to it.
-pub(crate) fn apply(
-    old: &Table,
-    net: NetRef,
-    cmd: &Command,
-) -> Result<Table> {
+pub(crate) fn apply(old: &Table, net: NetRef, cmd: &Command) -> Result<Table> {
     let mut t = old.clone_for_update().map_err(oom)?;
     // The table's sockets live in the namespace of its nfsd (and iods).
     if t.anchor.is_none() && matches!(cmd, Command::AddViod { .. } | Command::AddIod { .. }) {
@@ -479,29 +473,27 @@ pub(crate) fn apply(
             }
             let anchor = t.anchor.clone().ok_or(EINVAL)?;
             let members = new_members(&anchor.net, members)?;
-            let at = t.viods.iter().position(|v| v.id > id).unwrap_or(t.viods.len());
+            let at = t
+                .viods
+                .iter()
+                .position(|v| v.id > id)
+                .unwrap_or(t.viods.len());
             let viod = Viod {
                 id,
                 members,
                 cursor: Arc::new(Atomic::new(0), GFP_KERNEL).map_err(oom)?,
             };
-            t.viods.insert_within_capacity(at, viod).map_err(|_| oom(ENOMEM))?;
+            t.viods
+                .insert_within_capacity(at, viod)
+                .map_err(|_| oom(ENOMEM))?;
         }
         Command::DelViod { id } => {
-            let at = t
-                .viods
-                .iter()
-                .position(|v| v.id == id)
-                .ok_or(ENOENT)?;
+            let at = t.viods.iter().position(|v| v.id == id).ok_or(ENOENT)?;
             t.viods.remove(at).map_err(|_| ENOENT)?;
         }
         Command::AddIod { viod, addr } => {
             let anchor = t.anchor.clone().ok_or(EINVAL)?;
-            let v = t
-                .viods
-                .iter_mut()
-                .find(|v| v.id == viod)
-                .ok_or(ENOENT)?;
+            let v = t.viods.iter_mut().find(|v| v.id == viod).ok_or(ENOENT)?;
             if v.find(&addr).is_some() {
                 return Err(EEXIST);
             }
@@ -514,11 +506,7 @@ pub(crate) fn apply(
             v.members.push(iod, GFP_KERNEL).map_err(oom)?;
         }
         Command::DelIod { viod, addr } => {
-            let v = t
-                .viods
-                .iter_mut()
-                .find(|v| v.id == viod)
-                .ok_or(ENOENT)?;
+            let v = t.viods.iter_mut().find(|v| v.id == viod).ok_or(ENOENT)?;
             let at = v.find(&addr).ok_or(ENOENT)?;
             if v.members.len() == 1 {
                 return Err(EBUSY);
@@ -532,12 +520,21 @@ pub(crate) fn apply(
                 m.state.store(state_to_u32(state), Relaxed);
             }
         }
-        Command::Identity { viod, addr, identity } => {
+        Command::Identity {
+            viod,
+            addr,
+            identity,
+        } => {
             t.viod(viod).and_then(|v| v.find(&addr)).ok_or(ENOENT)?;
             // Its instance is kept: the next answer (Stale, from an iod
             // that came back) teaches the new one, which changes nfsd's
             // write verifier as for any restart.
-            for m in t.viods.iter().flat_map(|v| v.members.iter()).filter(|m| m.addr == addr) {
+            for m in t
+                .viods
+                .iter()
+                .flat_map(|v| v.members.iter())
+                .filter(|m| m.addr == addr)
+            {
                 m.identity.store(identity, Relaxed);
                 m.foreign.store(0, Relaxed);
             }
@@ -554,7 +551,12 @@ pub(crate) fn apply(
 /// if there is none. The table stays as it is (members are shared).
 pub(crate) fn set_space(t: &Table, addr: &SocketAddr, space: &Space) -> Result {
     let mut found = false;
-    for m in t.viods.iter().flat_map(|v| v.members.iter()).filter(|m| m.addr == *addr) {
+    for m in t
+        .viods
+        .iter()
+        .flat_map(|v| v.members.iter())
+        .filter(|m| m.addr == *addr)
+    {
         for (a, v) in m.space.iter().zip([space.total, space.free, space.avail]) {
             a.store(v, Relaxed);
         }

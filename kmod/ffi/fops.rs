@@ -117,7 +117,10 @@ impl<T: Hooks> MetaFileOps<T> {
         unsafe { &*(*file).private_data.cast::<Installed<T::Open>>() }
     }
 
-    unsafe extern "C" fn read_iter(iocb: *mut bindings::kiocb, to: *mut bindings::iov_iter) -> isize {
+    unsafe extern "C" fn read_iter(
+        iocb: *mut bindings::kiocb,
+        to: *mut bindings::iov_iter,
+    ) -> isize {
         // SAFETY: the VFS passes a live kiocb for one of our files.
         let (file, pos) = unsafe { ((*iocb).ki_filp, (*iocb).ki_pos) };
         let meta = MetaFile {
@@ -135,7 +138,9 @@ impl<T: Hooks> MetaFileOps<T> {
                 return Ok(0);
             }
             // Reads stop at the end of the file.
-            let len = usize::try_from(size - pos).unwrap_or(usize::MAX).min(to.len());
+            let len = usize::try_from(size - pos)
+                .unwrap_or(usize::MAX)
+                .min(to.len());
             T::read(&inst.open, &meta, pos, len, to)
         })();
         if let Ok(n) = r {

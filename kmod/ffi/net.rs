@@ -38,7 +38,10 @@ pub(super) unsafe fn sockaddr_to_rust(sa: *const bindings::sockaddr) -> Option<S
             // SAFETY: the family says this is a `sockaddr_in`.
             let sin = unsafe { &*sa.cast::<bindings::sockaddr_in>() };
             let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
         }
         bindings::AF_INET6 => {
             // SAFETY: the family says this is a `sockaddr_in6`, whose
@@ -265,7 +268,9 @@ impl UdpSocket {
         let socket = UdpSocket::new(net, peer)?;
         let mut raw = RawSockaddr::new(peer);
         // SAFETY: `raw` is a valid address of `raw.len` bytes.
-        to_result(unsafe { bindings::kernel_connect(socket.sock, raw.as_ptr().cast(), raw.len, 0) })?;
+        to_result(unsafe {
+            bindings::kernel_connect(socket.sock, raw.as_ptr().cast(), raw.len, 0)
+        })?;
         // SAFETY: `raw` has room for any address of the socket's family.
         to_result(unsafe { bindings::kernel_getsockname(socket.sock, raw.as_ptr()) })?;
         // SAFETY: the kernel filled `raw` with an address of the family.
@@ -286,7 +291,8 @@ impl UdpSocket {
         };
         // SAFETY: `msg` names a valid address, `vec` covers `data`, which the
         // kernel only reads.
-        let sent = unsafe { bindings::kernel_sendmsg(self.sock, &mut msg, &mut vec, 1, data.len()) };
+        let sent =
+            unsafe { bindings::kernel_sendmsg(self.sock, &mut msg, &mut vec, 1, data.len()) };
         to_result(sent)?;
         if sent as usize != data.len() {
             return Err(EIO);
@@ -308,12 +314,15 @@ impl UdpSocket {
             iov_base: buf.as_mut_ptr().cast(),
             iov_len: buf.len(),
         };
-        let flags = if dont_wait { bindings::MSG_DONTWAIT as c_int } else { 0 };
+        let flags = if dont_wait {
+            bindings::MSG_DONTWAIT as c_int
+        } else {
+            0
+        };
         // SAFETY: `vec` covers `buf`, which is valid for writes, and
         // `msg_name` points to storage large enough for any address.
-        let got = unsafe {
-            bindings::kernel_recvmsg(self.sock, &mut msg, &mut vec, 1, buf.len(), flags)
-        };
+        let got =
+            unsafe { bindings::kernel_recvmsg(self.sock, &mut msg, &mut vec, 1, buf.len(), flags) };
         to_result(got)?;
         if msg.msg_flags & bindings::MSG_TRUNC != 0 {
             return Err(EMSGSIZE);

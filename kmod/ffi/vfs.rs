@@ -176,7 +176,11 @@ impl<'a> MetaFile<'a> {
     /// `still_valid` (no cut came in between), extends the size to `end`
     /// if it is smaller and updates mtime, ctime and the change attribute,
     /// the way a local write does. Returns whether it did.
-    pub(crate) fn written_up_to(&self, end: u64, still_valid: impl FnOnce() -> bool) -> Result<bool> {
+    pub(crate) fn written_up_to(
+        &self,
+        end: u64,
+        still_valid: impl FnOnce() -> bool,
+    ) -> Result<bool> {
         let dentry = self.dentry();
         let end = i64::try_from(end).map_err(|_| EFBIG)?;
         dentry.locked(|| {

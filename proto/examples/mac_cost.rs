@@ -19,7 +19,10 @@ fn main() {
         Body::Write(Write {
             key: FileKey::new(1, 2, 3),
             local_offset: 0,
-            chain: Chain { origin, members: List::Items(&[]) },
+            chain: Chain {
+                origin,
+                members: List::Items(&[]),
+            },
             data: &data,
         }),
     );

@@ -319,7 +319,11 @@ impl Command {
                 let viod = parse_u32(arg("VIOD")?, ProtoError::BadViodId)?;
                 let addr = parse_addr(arg("ADDR:PORT")?)?;
                 let identity = parse_identity(arg("IDENTITY")?)?;
-                Command::Identity { viod, addr, identity }
+                Command::Identity {
+                    viod,
+                    addr,
+                    identity,
+                }
             }
             "list" => Command::List,
             "stats" => Command::Stats,
@@ -383,7 +387,11 @@ impl fmt::Display for Command {
             Command::SetState { viod, addr, state } => {
                 write!(f, "set-state {viod} {addr} {state}")
             }
-            Command::Identity { viod, addr, identity } => {
+            Command::Identity {
+                viod,
+                addr,
+                identity,
+            } => {
                 write!(f, "identity {viod} {addr} {identity:08x}")
             }
             Command::List => f.write_str("list"),
@@ -634,7 +642,9 @@ mod tests {
         let line = "keys sign 0000abcd 1111111111111111111111111111111111111111111111111111111111111111 \
                     accept 00000002 2222222222222222222222222222222222222222222222222222222222222222";
         let c = Command::parse(line).unwrap();
-        let Command::Keys(k) = c else { panic!("not keys") };
+        let Command::Keys(k) = c else {
+            panic!("not keys")
+        };
         assert_eq!(k.signing().map(|k| k.id()), Some(0xabcd));
         assert_eq!(k.accepted().map(|k| k.id()), Some(2));
         assert_eq!(Command::parse(&c.to_string()).unwrap(), c);
@@ -642,9 +652,15 @@ mod tests {
         let c = Command::parse("keys insecure\n").unwrap();
         assert_eq!(c, Command::Keys(Keys::insecure()));
         assert_eq!(c.to_string(), "keys insecure");
-        for bad in ["keys", "keys sign", "keys sign 00000001", "keys sign 00000001 11", "keys foo",
-                    "keys insecure x",
-                    "keys sign 00000001 1111111111111111111111111111111111111111111111111111111111111111 x"] {
+        for bad in [
+            "keys",
+            "keys sign",
+            "keys sign 00000001",
+            "keys sign 00000001 11",
+            "keys foo",
+            "keys insecure x",
+            "keys sign 00000001 1111111111111111111111111111111111111111111111111111111111111111 x",
+        ] {
             assert!(Command::parse(bad).is_err(), "{bad}");
         }
     }
@@ -771,15 +787,29 @@ mod tests {
             "viod 3 iod [::1]:7000 down requests=10 bytes=1099511627776 errors=1 timeouts=2 latency_us=350 ds_errors=4 identity=1d0000a1"
         );
         assert_eq!(Answer::parse(&s), Ok(Answer::Member(l)));
-        let foreign = ListLine { foreign: 0xf00, ..l };
-        assert!(foreign.to_string().ends_with(" identity=1d0000a1 foreign=00000f00"));
-        assert_eq!(Answer::parse(&foreign.to_string()), Ok(Answer::Member(foreign)));
+        let foreign = ListLine {
+            foreign: 0xf00,
+            ..l
+        };
+        assert!(foreign
+            .to_string()
+            .ends_with(" identity=1d0000a1 foreign=00000f00"));
+        assert_eq!(
+            Answer::parse(&foreign.to_string()),
+            Ok(Answer::Member(foreign))
+        );
         // Lines of older modules.
         let before_identities = s.trim_end_matches(" identity=1d0000a1");
         let bare = ListLine { identity: 0, ..l };
         assert_eq!(Answer::parse(before_identities), Ok(Answer::Member(bare)));
         let old = before_identities.trim_end_matches(" ds_errors=4");
-        assert_eq!(Answer::parse(old), Ok(Answer::Member(ListLine { ds_errors: 0, ..bare })));
+        assert_eq!(
+            Answer::parse(old),
+            Ok(Answer::Member(ListLine {
+                ds_errors: 0,
+                ..bare
+            }))
+        );
         assert!(Answer::parse(&s.replace("identity=1d0000a1", "identity=1d00a1")).is_err());
         assert!(Answer::parse(&format!("{s} foreign=0000000g")).is_err());
         assert_eq!(Answer::parse("ok\n"), Ok(Answer::Ok));

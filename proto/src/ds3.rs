@@ -314,7 +314,11 @@ mod tests {
             w.u32_be(v).unwrap();
         }
         // AUTH_SYS body: stamp, machine "c", uid, gid, no gids.
-        let body: &[u32] = if flavor == AUTH_SYS { &[20, 1, 0x63000000, 0, 0, 0] } else { &[0] };
+        let body: &[u32] = if flavor == AUTH_SYS {
+            &[20, 1, 0x63000000, 0, 0, 0]
+        } else {
+            &[0]
+        };
         if flavor == AUTH_SYS {
             w.u32_be(20).unwrap();
             for v in &body[1..] {
@@ -344,10 +348,17 @@ mod tests {
         args.extend(be(&[0, 65536, 4096]));
         let rec = call(PROC_READ, AUTH_SYS, &args);
         let (h, r) = decode_call(&rec).unwrap();
-        assert_eq!((h.xid, h.prog, h.vers, h.proc_, h.flavor), (7, NFS_PROGRAM, 3, PROC_READ, AUTH_SYS));
+        assert_eq!(
+            (h.xid, h.prog, h.vers, h.proc_, h.flavor),
+            (7, NFS_PROGRAM, 3, PROC_READ, AUTH_SYS)
+        );
         assert_eq!(
             decode_args(h.proc_, r).unwrap(),
-            Some(Args::Read { fh: &fh, offset: 65536, count: 4096 })
+            Some(Args::Read {
+                fh: &fh,
+                offset: 65536,
+                count: 4096
+            })
         );
 
         let mut w = be(&[5]);
@@ -382,7 +393,10 @@ mod tests {
         w.extend_from_slice(b"abc\0");
         let rec = call(PROC_WRITE, AUTH_NONE, &w);
         let (h, r) = decode_call(&rec).unwrap();
-        assert!(decode_args(h.proc_, r).is_err(), "count 4 with 3 data bytes");
+        assert!(
+            decode_args(h.proc_, r).is_err(),
+            "count 4 with 3 data bytes"
+        );
         let mut long = be(&[65]);
         long.extend_from_slice(&[0u8; 68]);
         long.extend(be(&[0, 0, 1]));

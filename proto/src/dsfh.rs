@@ -33,9 +33,9 @@
 //! | 4 | epoch (u32 LE) |
 //! | 16 | tag: BLAKE2s-128 under the key, over the handle with the tag as zeros, then the iod's address as [`wire::put_addr`] encodes it, then its data directory's identity (u32 LE) |
 
-use super::auth::{Key, TAG_LEN};
 #[cfg(not(nfsp_kernel))]
 use super::auth::{tags_equal, Keys};
+use super::auth::{Key, TAG_LEN};
 #[cfg(not(nfsp_kernel))]
 use super::codec::Reader;
 use super::codec::Writer;
@@ -56,7 +56,12 @@ const TAG_AT: usize = DS_FH_LEN - TAG_LEN;
 
 /// The tag of `fh` for the iod at `server` whose data directory has
 /// `identity`.
-fn tag(key: &Key, fh: &[u8; DS_FH_LEN], server: &SocketAddr, identity: u32) -> Result<[u8; TAG_LEN]> {
+fn tag(
+    key: &Key,
+    fh: &[u8; DS_FH_LEN],
+    server: &SocketAddr,
+    identity: u32,
+) -> Result<[u8; TAG_LEN]> {
     let mut msg = [0u8; DS_FH_LEN + ADDR_LEN + 4];
     let (head, tail) = msg.split_at_mut(DS_FH_LEN);
     head.copy_from_slice(fh);
@@ -263,13 +268,22 @@ mod tests {
         let rotated = Keys::new(key(6, 1), Some(k)).unwrap();
         assert_eq!(DsHandle::open(&fh, &rotated, &at(2049), ID), Ok(handle()));
         // Another iod refuses it: its local file holds other blocks.
-        assert_eq!(DsHandle::open(&fh, &keys, &at(2050), ID), Err(Refusal::Forged));
+        assert_eq!(
+            DsHandle::open(&fh, &keys, &at(2050), ID),
+            Err(Refusal::Forged)
+        );
         // So does an iod on another data directory at its address (wiped,
         // swapped): it holds no blocks of the file.
-        assert_eq!(DsHandle::open(&fh, &keys, &at(2049), ID + 1), Err(Refusal::Forged));
+        assert_eq!(
+            DsHandle::open(&fh, &keys, &at(2049), ID + 1),
+            Err(Refusal::Forged)
+        );
         // A handle needs a known identity.
         assert!(handle().seal(&k, &at(2049), 0, &mut fh).is_err());
-        let ro = DsHandle { read_only: true, ..handle() };
+        let ro = DsHandle {
+            read_only: true,
+            ..handle()
+        };
         ro.seal(&k, &at(2049), ID, &mut fh).unwrap();
         assert_eq!(DsHandle::open(&fh, &keys, &at(2049), ID), Ok(ro));
     }
@@ -284,12 +298,26 @@ mod tests {
         for i in 0..DS_FH_LEN {
             let mut bad = fh;
             bad[i] ^= 1;
-            assert_eq!(DsHandle::open(&bad, &keys, &s, ID), Err(Refusal::Forged), "byte {i}");
+            assert_eq!(
+                DsHandle::open(&bad, &keys, &s, ID),
+                Err(Refusal::Forged),
+                "byte {i}"
+            );
         }
-        assert_eq!(DsHandle::open(&fh[..DS_FH_LEN - 1], &keys, &s, ID), Err(Refusal::Forged));
+        assert_eq!(
+            DsHandle::open(&fh[..DS_FH_LEN - 1], &keys, &s, ID),
+            Err(Refusal::Forged)
+        );
         let other = Keys::new(key(5, 8), None).unwrap();
-        assert_eq!(DsHandle::open(&fh, &other, &s, ID), Err(Refusal::Forged), "same id, other key");
-        assert_eq!(DsHandle::open(&fh, &Keys::insecure(), &s, ID), Err(Refusal::Forged));
+        assert_eq!(
+            DsHandle::open(&fh, &other, &s, ID),
+            Err(Refusal::Forged),
+            "same id, other key"
+        );
+        assert_eq!(
+            DsHandle::open(&fh, &Keys::insecure(), &s, ID),
+            Err(Refusal::Forged)
+        );
         // Invalid fields are never sealed.
         let mut h = handle();
         h.viod = 4;

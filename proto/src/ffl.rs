@@ -178,7 +178,10 @@ impl core::fmt::Write for Uaddr {
 /// Encodes the `ff_device_addr4` of a data server at `addr` (TCP), NFSv3
 /// with `rsize`/`wsize`, into `buf`; returns the length written.
 pub fn encode_device(buf: &mut [u8], addr: &SocketAddr, rsize: u32, wsize: u32) -> Result<usize> {
-    let mut u = Uaddr { buf: [0; 64], len: 0 };
+    let mut u = Uaddr {
+        buf: [0; 64],
+        len: 0,
+    };
     let p = addr.port();
     write!(u, "{}.{}.{}", addr.ip(), p >> 8, p & 0xff).map_err(|_| ProtoError::Overflow)?;
     let netid: &[u8] = if addr.is_ipv4() { b"tcp" } else { b"tcp6" };
@@ -257,7 +260,10 @@ mod tests {
     fn layout_of_two_mirrors_of_three() {
         let mut buf = [0u8; 4096];
         let n = encode_layout(&mut buf, 7, 65536, 2, 3, |m, j| {
-            Ok(DataServer { device: 10 * m + j, fh: [j as u8; DS_FH_LEN] })
+            Ok(DataServer {
+                device: 10 * m + j,
+                fh: [j as u8; DS_FH_LEN],
+            })
         })
         .unwrap();
         // stripe unit, mirror count, then per mirror a count and 3 entries
@@ -276,7 +282,10 @@ mod tests {
         assert_eq!(be(&buf, n - 8), 0, "flags");
         assert!(encode_layout(&mut buf, 7, 65536, 0, 3, |_, _| unreachable!()).is_err());
         assert!(encode_layout(&mut buf[..100], 7, 65536, 2, 3, |m, j| {
-            Ok(DataServer { device: m + j, fh: [0; DS_FH_LEN] })
+            Ok(DataServer {
+                device: m + j,
+                fh: [0; DS_FH_LEN],
+            })
         })
         .is_err());
     }
@@ -287,9 +296,18 @@ mod tests {
         assert!(auto.allows(b"Linux 7.3.4-amd64 #1 SMP PREEMPT_DYNAMIC Debian x86_64", 4));
         assert!(auto.allows(b"Linux 7.3.3 #1", 4));
         assert!(auto.allows(b"Linux 8.0 #1", 4));
-        assert!(!auto.allows(b"Linux 7.3.2-1 #1", 4), "misroutes at large offsets");
-        assert!(!auto.allows(b"Linux 6.12.48+deb13-amd64 #1", 4), "EIO with striping");
-        assert!(auto.allows(b"Linux 6.12.48+deb13-amd64 #1", 1), "one data server is fine");
+        assert!(
+            !auto.allows(b"Linux 7.3.2-1 #1", 4),
+            "misroutes at large offsets"
+        );
+        assert!(
+            !auto.allows(b"Linux 6.12.48+deb13-amd64 #1", 4),
+            "EIO with striping"
+        );
+        assert!(
+            auto.allows(b"Linux 6.12.48+deb13-amd64 #1", 1),
+            "one data server is fine"
+        );
         assert!(!auto.allows(b"", 2), "no implementation id");
         assert!(!auto.allows(b"FreeBSD 15.0", 2));
         assert!(!auto.allows(b"Linux x.y", 2));
@@ -306,7 +324,13 @@ mod tests {
     #[test]
     fn devices() {
         let mut buf = [0u8; 256];
-        let n = encode_device(&mut buf, &"10.0.0.3:7000".parse().unwrap(), 1 << 20, 1 << 20).unwrap();
+        let n = encode_device(
+            &mut buf,
+            &"10.0.0.3:7000".parse().unwrap(),
+            1 << 20,
+            1 << 20,
+        )
+        .unwrap();
         assert_eq!(be(&buf, 0), 1);
         assert_eq!(be(&buf, 4), 3);
         assert_eq!(&buf[8..11], b"tcp");
@@ -344,11 +368,22 @@ mod tests {
         assert_eq!(
             got,
             [
-                DsError { device: 7, status: 10008, opnum: 38 },
-                DsError { device: 9, status: 5, opnum: 25 }
+                DsError {
+                    device: 7,
+                    status: 10008,
+                    opnum: 38
+                },
+                DsError {
+                    device: 9,
+                    status: 5,
+                    opnum: 25
+                }
             ]
         );
-        assert!(for_each_return_error(&b[..n - 20], |_| ()).is_err(), "cut short");
+        assert!(
+            for_each_return_error(&b[..n - 20], |_| ()).is_err(),
+            "cut short"
+        );
         for_each_return_error(&[], |_| panic!("no body, no error")).unwrap();
     }
 }

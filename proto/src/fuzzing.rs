@@ -90,8 +90,13 @@ pub fn dsfh(data: &[u8]) {
     if let Ok(h) = DsHandle::open(data, &keys, &ds_addr(), DS_IDENTITY) {
         let sign = keys.find(u32::from_le_bytes([data[4], data[5], data[6], data[7]]));
         let mut again = [0u8; DS_FH_LEN];
-        h.seal(sign.expect("the key that opened it"), &ds_addr(), DS_IDENTITY, &mut again)
-            .expect("an opened handle seals again");
+        h.seal(
+            sign.expect("the key that opened it"),
+            &ds_addr(),
+            DS_IDENTITY,
+            &mut again,
+        )
+        .expect("an opened handle seals again");
         assert_eq!(&again[..], data);
         let _ = h.local_offset(u64::MAX - 1, 4096);
         let _ = h.local_offset(0, u64::MAX);
@@ -548,7 +553,10 @@ fn check_restamped(old: &Message<'_>, new: &Message<'_>, id: RequestId, instance
             chain_ok(a.chain, b.chain);
         }
         (Body::Truncate(a), Body::Truncate(b)) => {
-            assert_eq!((a.key, a.new_len, a.extend_only), (b.key, b.new_len, b.extend_only));
+            assert_eq!(
+                (a.key, a.new_len, a.extend_only),
+                (b.key, b.new_len, b.extend_only)
+            );
             chain_ok(a.chain, b.chain);
         }
         (a, b) => assert_eq!(a, b),
@@ -1141,11 +1149,15 @@ fn ds_seeds() -> Vec<Seed> {
         read_only: false,
     };
     let mut fh = [0u8; DS_FH_LEN];
-    h.seal(&test_key(), &ds_addr(), DS_IDENTITY, &mut fh).expect("seals");
-    let mut ro = [0u8; DS_FH_LEN];
-    DsHandle { read_only: true, ..h }
-        .seal(&test_accept_key(), &ds_addr(), DS_IDENTITY, &mut ro)
+    h.seal(&test_key(), &ds_addr(), DS_IDENTITY, &mut fh)
         .expect("seals");
+    let mut ro = [0u8; DS_FH_LEN];
+    DsHandle {
+        read_only: true,
+        ..h
+    }
+    .seal(&test_accept_key(), &ds_addr(), DS_IDENTITY, &mut ro)
+    .expect("seals");
     let be = |w: &[u32]| w.iter().flat_map(|v| v.to_be_bytes()).collect::<Vec<u8>>();
     let call = |proc_: u32, args: &[u8]| {
         // xid, CALL, rpcvers 2, NFS, v3, proc, AUTH_SYS {stamp, "", 0, 0, no gids}, AUTH_NONE
@@ -1169,7 +1181,11 @@ fn ds_seeds() -> Vec<Seed> {
         bytes("ds3", "getattr", &call(1, &with_fh(&[]))),
         bytes("dsfh", "read-write", &fh),
         bytes("dsfh", "read-only-accept-key", &ro),
-        bytes("ffreturn", "two-errors", &ffreturn_body(&[(7, 10008, 38), (9, 5, 25)])),
+        bytes(
+            "ffreturn",
+            "two-errors",
+            &ffreturn_body(&[(7, 10008, 38), (9, 5, 25)]),
+        ),
         bytes("ffreturn", "none", &ffreturn_body(&[])),
     ]
 }

@@ -269,7 +269,10 @@ mod tests {
             let bs = b as u64;
             for size in [0, 1, bs - 1, bs, bs + 1, 3 * bs, 7 * bs + 5, 13 * bs - 1] {
                 let implied = (0..w)
-                    .map(|v| l.size_from_local_len(v, l.local_len(v, size).unwrap()).unwrap())
+                    .map(|v| {
+                        l.size_from_local_len(v, l.local_len(v, size).unwrap())
+                            .unwrap()
+                    })
                     .max()
                     .unwrap();
                 assert_eq!(implied, size, "B {b} W {w} first {first} size {size}");
@@ -277,7 +280,10 @@ mod tests {
         }
         // A write past the end on one viod: its end.
         let l = StripeLayout::new(4096, 3, 0).unwrap();
-        assert_eq!(l.size_from_local_len(2, 4096 + 10).unwrap(), (3 + 2) * 4096 + 10);
+        assert_eq!(
+            l.size_from_local_len(2, 4096 + 10).unwrap(),
+            (3 + 2) * 4096 + 10
+        );
         assert!(l.size_from_local_len(3, 1).is_err());
     }
 

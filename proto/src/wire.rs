@@ -890,7 +890,9 @@ pub fn seal(keys: &Keys, datagram: &mut [u8]) -> Result<()> {
     // The tag covers the key id.
     datagram[KEY_ID_OFFSET..KEY_ID_OFFSET + 4].copy_from_slice(&id.to_le_bytes());
     let tag = match keys.signing() {
-        Some(k) => k.tag(datagram, AUTH_TAG_OFFSET).ok_or(ProtoError::Truncated)?,
+        Some(k) => k
+            .tag(datagram, AUTH_TAG_OFFSET)
+            .ok_or(ProtoError::Truncated)?,
         None => [0; AUTH_TAG_LEN],
     };
     datagram[AUTH_TAG_OFFSET..AUTH_TAG_OFFSET + AUTH_TAG_LEN].copy_from_slice(&tag);
@@ -1507,7 +1509,10 @@ mod tests {
         RequestId { epoch: 0xfeed, seq }
     }
     fn mem(addr: SocketAddr) -> ChainMember {
-        ChainMember { addr, instance: 0x1111 }
+        ChainMember {
+            addr,
+            instance: 0x1111,
+        }
     }
 
     fn rt(m: &Message<'_>) {
@@ -1557,7 +1562,9 @@ mod tests {
             },
         ];
         let hdr = [0xabu8; 128];
-        rt(&Message::new(rid(7), 0,
+        rt(&Message::new(
+            rid(7),
+            0,
             Body::Read(Read {
                 key: KEY,
                 local_offset: 61440,
@@ -1573,7 +1580,9 @@ mod tests {
                 gathered: b"xyz",
             }),
         ));
-        rt(&Message::new(rid(8), 0,
+        rt(&Message::new(
+            rid(8),
+            0,
             Body::Read(Read {
                 key: KEY,
                 local_offset: 0,
@@ -1583,7 +1592,9 @@ mod tests {
                 gathered: &[],
             }),
         ));
-        rt(&Message::new(rid(9), 0,
+        rt(&Message::new(
+            rid(9),
+            0,
             Body::ReadReply(ReadReply {
                 status: Status::Io,
                 data: b"hello",
@@ -1594,7 +1605,9 @@ mod tests {
             origin: a4(3),
             members: List::Items(&members),
         };
-        rt(&Message::new(rid(10), 0,
+        rt(&Message::new(
+            rid(10),
+            0,
             Body::Write(Write {
                 key: KEY,
                 local_offset: 5,
@@ -1602,8 +1615,14 @@ mod tests {
                 data: &[1; 1000],
             }),
         ));
-        rt(&Message::new(rid(11), 0, Body::Commit(Commit { key: KEY, chain })));
-        rt(&Message::new(rid(12), 0,
+        rt(&Message::new(
+            rid(11),
+            0,
+            Body::Commit(Commit { key: KEY, chain }),
+        ));
+        rt(&Message::new(
+            rid(12),
+            0,
             Body::Truncate(Truncate {
                 key: KEY,
                 new_len: 77,
@@ -1614,12 +1633,16 @@ mod tests {
         ));
         rt(&Message::new(rid(12), 0, Body::Length(KEY)));
         let keys = [KEY, FileKey::new(4, 5, 6)];
-        rt(&Message::new(rid(13), 0,
+        rt(&Message::new(
+            rid(13),
+            0,
             Body::Unlink(Unlink {
                 keys: List::Items(&keys),
             }),
         ));
-        rt(&Message::new(rid(14), 0,
+        rt(&Message::new(
+            rid(14),
+            0,
             Body::Ack(Ack {
                 op: MsgType::Write,
                 status: Status::Ok,
@@ -1627,7 +1650,9 @@ mod tests {
             }),
         ));
         rt(&Message::new(rid(15), 0, Body::Ping));
-        let mut m = Message::new(rid(16), 0,
+        let mut m = Message::new(
+            rid(16),
+            0,
             Body::Pong(IodStats {
                 uptime_s: 1,
                 requests: 2,
@@ -1671,7 +1696,10 @@ mod tests {
         // another key with the same id, an unknown id, unsigned, insecure
         assert_eq!(open(&keys(1, 0x12), &b[..n]), Err(ProtoError::BadTag));
         assert_eq!(open(&keys(2, 0x11), &b[..n]), Err(ProtoError::UnknownKey));
-        assert_eq!(open(&Keys::insecure(), &b[..n]), Err(ProtoError::UnknownKey));
+        assert_eq!(
+            open(&Keys::insecure(), &b[..n]),
+            Err(ProtoError::UnknownKey)
+        );
         let n0 = msg.encode(&mut b).unwrap();
         assert_eq!(open(&k1, &b[..n0]), Err(ProtoError::Unauthenticated));
         assert!(open(&Keys::insecure(), &b[..n0]).is_ok());
@@ -1754,7 +1782,9 @@ mod tests {
             origin: a4(3),
             members: List::Items(&[]),
         };
-        let w = Message::new(rid(1), 0,
+        let w = Message::new(
+            rid(1),
+            0,
             Body::Write(Write {
                 key: KEY,
                 local_offset: 0,
@@ -1763,7 +1793,9 @@ mod tests {
             }),
         );
         assert_eq!(w.encode(&mut b), Err(ProtoError::TooMany("data bytes")));
-        let w = Message::new(rid(1), 0,
+        let w = Message::new(
+            rid(1),
+            0,
             Body::Write(Write {
                 key: KEY,
                 local_offset: u64::MAX,
@@ -1777,9 +1809,11 @@ mod tests {
             origin: a4(3),
             members: List::Items(&members),
         };
-        assert!(Message::new(rid(1), 0, Body::Commit(Commit { key: KEY, chain }))
-            .encode(&mut b)
-            .is_err());
+        assert!(
+            Message::new(rid(1), 0, Body::Commit(Commit { key: KEY, chain }))
+                .encode(&mut b)
+                .is_err()
+        );
         let hops = [Hop {
             addr: a4(1),
             local_offset: 0,
@@ -1794,7 +1828,9 @@ mod tests {
             reply: ReplySpec::Relay { origin: a4(1) },
             gathered: &[],
         };
-        assert!(Message::new(rid(1), 0, Body::Read(r)).encode(&mut b).is_err());
+        assert!(Message::new(rid(1), 0, Body::Read(r))
+            .encode(&mut b)
+            .is_err());
         let r = Read {
             key: KEY,
             local_offset: 0,
@@ -1803,7 +1839,9 @@ mod tests {
             reply: ReplySpec::Relay { origin: a4(1) },
             gathered: b"x",
         };
-        assert!(Message::new(rid(1), 0, Body::Read(r)).encode(&mut b).is_err());
+        assert!(Message::new(rid(1), 0, Body::Read(r))
+            .encode(&mut b)
+            .is_err());
         let hdr = [0u8; MAX_REPLY_HEADER + 1];
         let r = Read {
             key: KEY,
@@ -1819,7 +1857,9 @@ mod tests {
             },
             gathered: &[],
         };
-        assert!(Message::new(rid(1), 0, Body::Read(r)).encode(&mut b).is_err());
+        assert!(Message::new(rid(1), 0, Body::Read(r))
+            .encode(&mut b)
+            .is_err());
         assert_eq!(
             Message::new(rid(1), 0, Body::Ping).encode(&mut [0u8; 31]),
             Err(ProtoError::BufferTooSmall)
@@ -1837,7 +1877,9 @@ mod tests {
     #[test]
     fn bad_fields() {
         let mut b = [0u8; 256];
-        let n = Message::new(rid(1), 0,
+        let n = Message::new(
+            rid(1),
+            0,
             Body::Ack(Ack {
                 op: MsgType::Commit,
                 status: Status::Ok,
@@ -1899,20 +1941,26 @@ mod tests {
 
     #[test]
     fn list_round_trips() {
-        rt(&Message::new(rid(20), 0,
+        rt(&Message::new(
+            rid(20),
+            0,
             Body::List(ListRequest {
                 after: None,
                 max: 1,
             }),
         ));
-        rt(&Message::new(rid(21), 0,
+        rt(&Message::new(
+            rid(21),
+            0,
             Body::List(ListRequest {
                 after: Some(KEY),
                 max: MAX_LIST_ENTRIES as u16,
             }),
         ));
         // the all-zero key is a valid cursor too (flag set)
-        rt(&Message::new(rid(22), 0,
+        rt(&Message::new(
+            rid(22),
+            0,
             Body::List(ListRequest {
                 after: Some(FileKey::default()),
                 max: 5,
@@ -1920,7 +1968,9 @@ mod tests {
         ));
         for n in [0, 1, 2, 17] {
             let e = sorted_entries(n);
-            rt(&Message::new(rid(23), 0,
+            rt(&Message::new(
+                rid(23),
+                0,
                 Body::ListReply(ListReply {
                     status: Status::Ok,
                     more: n == 17,
@@ -1928,7 +1978,9 @@ mod tests {
                 }),
             ));
         }
-        rt(&Message::new(rid(24), 0,
+        rt(&Message::new(
+            rid(24),
+            0,
             Body::ListReply(ListReply {
                 status: Status::Io,
                 more: false,
@@ -1937,7 +1989,9 @@ mod tests {
         ));
         // the largest page fits one datagram
         let e = sorted_entries(MAX_LIST_ENTRIES);
-        let m = Message::new(rid(25), 0,
+        let m = Message::new(
+            rid(25),
+            0,
             Body::ListReply(ListReply {
                 status: Status::Ok,
                 more: true,
@@ -1957,7 +2011,9 @@ mod tests {
             let m = Message::new(rid(1), 0, Body::List(ListRequest { after: None, max }));
             assert_eq!(m.encode(&mut b), Err(ProtoError::InvalidField("list max")));
         }
-        let n = Message::new(rid(1), 0,
+        let n = Message::new(
+            rid(1),
+            0,
             Body::List(ListRequest {
                 after: None,
                 max: 3,
@@ -1985,7 +2041,9 @@ mod tests {
         );
         // too many entries
         let e = sorted_entries(MAX_LIST_ENTRIES + 1);
-        let m = Message::new(rid(2), 0,
+        let m = Message::new(
+            rid(2),
+            0,
             Body::ListReply(ListReply {
                 status: Status::Ok,
                 more: false,
@@ -1996,7 +2054,9 @@ mod tests {
         // out of order / duplicate entries
         let mut e = sorted_entries(3);
         e.swap(0, 2);
-        let m = Message::new(rid(3), 0,
+        let m = Message::new(
+            rid(3),
+            0,
             Body::ListReply(ListReply {
                 status: Status::Ok,
                 more: false,
@@ -2008,7 +2068,9 @@ mod tests {
             Err(ProtoError::InvalidField("list order"))
         );
         let e = sorted_entries(2);
-        let n = Message::new(rid(4), 0,
+        let n = Message::new(
+            rid(4),
+            0,
             Body::ListReply(ListReply {
                 status: Status::Ok,
                 more: false,

@@ -97,7 +97,9 @@ macro_rules! seed_tests {
     };
 }
 
-seed_tests!(metafile, wire, unlink, control, nfs3, filekey, journal, auth, restamp, ds3, dsfh, ffreturn);
+seed_tests!(
+    metafile, wire, unlink, control, nfs3, filekey, journal, auth, restamp, ds3, dsfh, ffreturn
+);
 
 /// The committed seeds are exactly what the generator writes now: a
 /// format change must regenerate them, or they would only exercise the

@@ -86,7 +86,9 @@ enum Cmd {
 
 fn parse_file_key(s: &str) -> Result<FileKey, String> {
     let p: Vec<&str> = s.split(':').collect();
-    let h = |i: usize| u64::from_str_radix(p.get(i).copied().unwrap_or(""), 16).map_err(|e| e.to_string());
+    let h = |i: usize| {
+        u64::from_str_radix(p.get(i).copied().unwrap_or(""), 16).map_err(|e| e.to_string())
+    };
     Ok(FileKey::new(h(0)?, h(1)?, h(2)?))
 }
 
@@ -121,7 +123,12 @@ impl Tally {
                     self.received += 1;
                     self.received_bytes += n as u64;
                 }
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
                     return Ok(())
                 }
                 Err(_) => {}
@@ -151,7 +158,10 @@ fn every_type<'a>(
     members: &'a [ChainMember],
     keys: &'a [FileKey],
 ) -> Vec<Body<'a>> {
-    let chain = Chain { origin: me, members: List::Items(members) };
+    let chain = Chain {
+        origin: me,
+        members: List::Items(members),
+    };
     vec![
         // a relay READ answered to us: amplification if obeyed
         Body::Read(Read {
@@ -177,15 +187,44 @@ fn every_type<'a>(
             },
             gathered: &[],
         }),
-        Body::Write(Write { key, local_offset: 0, chain, data }),
+        Body::Write(Write {
+            key,
+            local_offset: 0,
+            chain,
+            data,
+        }),
         Body::Commit(Commit { key, chain }),
-        Body::Truncate(Truncate { key, new_len: 1 << 62, extend_only: false, layout_epoch: 0, chain }),
-        Body::Truncate(Truncate { key, new_len: 0, extend_only: false, layout_epoch: 0, chain }),
-        Body::Unlink(Unlink { keys: List::Items(keys) }),
+        Body::Truncate(Truncate {
+            key,
+            new_len: 1 << 62,
+            extend_only: false,
+            layout_epoch: 0,
+            chain,
+        }),
+        Body::Truncate(Truncate {
+            key,
+            new_len: 0,
+            extend_only: false,
+            layout_epoch: 0,
+            chain,
+        }),
+        Body::Unlink(Unlink {
+            keys: List::Items(keys),
+        }),
         Body::Ping,
-        Body::List(ListRequest { after: None, max: 1024 }),
-        Body::Ack(Ack { op: MsgType::Write, status: Status::Ok, value: 1 }),
-        Body::ReadReply(ReadReply { status: Status::Ok, data }),
+        Body::List(ListRequest {
+            after: None,
+            max: 1024,
+        }),
+        Body::Ack(Ack {
+            op: MsgType::Write,
+            status: Status::Ok,
+            value: 1,
+        }),
+        Body::ReadReply(ReadReply {
+            status: Status::Ok,
+            data,
+        }),
         Body::Pong(IodStats::default()),
     ]
 }
@@ -231,7 +270,12 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Forge { target, key_id, file, rounds } => {
+        Cmd::Forge {
+            target,
+            key_id,
+            file,
+            rounds,
+        } => {
             let sock = UdpSocket::bind("0.0.0.0:0")?;
             let mut t = Tally::default();
             let cluster_id = match key_id {
@@ -249,15 +293,27 @@ fn main() -> Result<()> {
             if let Some(id) = cluster_id {
                 key_sets.push(made_up(id)?);
             }
-            let files = if file.is_empty() { vec![FileKey::new(1, 2, 3)] } else { file };
+            let files = if file.is_empty() {
+                vec![FileKey::new(1, 2, 3)]
+            } else {
+                file
+            };
             let data = vec![0xa5u8; 4096];
             let mut buf = vec![0u8; wire::MAX_DATAGRAM];
             let mut seq = 1u64;
             for _ in 0..rounds {
                 for &to in &target {
                     let me = SocketAddr::new(local_ip_towards(to)?, sock.local_addr()?.port());
-                    let hops = [Hop { addr: to, local_offset: 0, len: 4096, instance: 0 }];
-                    let members = [ChainMember { addr: to, instance: 0 }];
+                    let hops = [Hop {
+                        addr: to,
+                        local_offset: 0,
+                        len: 4096,
+                        instance: 0,
+                    }];
+                    let members = [ChainMember {
+                        addr: to,
+                        instance: 0,
+                    }];
                     for fk in &files {
                         let ukeys = [*fk];
                         for body in every_type(to, me, *fk, &data, &hops, &members, &ukeys) {
@@ -265,7 +321,11 @@ fn main() -> Result<()> {
                                 seq += 1;
                                 // Every instance guess a blind attacker can make.
                                 for instance in [0u64, seq] {
-                                    let m = Message::new(RequestId { epoch: 0xbad, seq }, instance, body);
+                                    let m = Message::new(
+                                        RequestId { epoch: 0xbad, seq },
+                                        instance,
+                                        body,
+                                    );
                                     let n = m.seal(keys, &mut buf)?;
                                     t.send(&sock, &buf[..n], to);
                                 }
@@ -278,15 +338,28 @@ fn main() -> Result<()> {
             t.drain(&sock, Duration::from_secs(1))?;
             t.print("forge");
         }
-        Cmd::Replay { capture, source, same_source, times } => {
-            let text = std::fs::read_to_string(&capture).with_context(|| format!("{}", capture.display()))?;
+        Cmd::Replay {
+            capture,
+            source,
+            same_source,
+            times,
+        } => {
+            let text = std::fs::read_to_string(&capture)
+                .with_context(|| format!("{}", capture.display()))?;
             let mut t = Tally::default();
             let mut dgrams = Vec::new();
             for line in text.lines() {
                 let mut w = line.split_whitespace();
-                let (Some(ip), Some(port), Some(hex)) = (w.next(), w.next(), w.next()) else { continue };
-                let (Ok(ip), Ok(port)) = (ip.parse::<IpAddr>(), port.parse::<u16>()) else { continue };
-                let from = match (w.next().map(str::parse::<IpAddr>), w.next().map(str::parse::<u16>)) {
+                let (Some(ip), Some(port), Some(hex)) = (w.next(), w.next(), w.next()) else {
+                    continue;
+                };
+                let (Ok(ip), Ok(port)) = (ip.parse::<IpAddr>(), port.parse::<u16>()) else {
+                    continue;
+                };
+                let from = match (
+                    w.next().map(str::parse::<IpAddr>),
+                    w.next().map(str::parse::<u16>),
+                ) {
                     (Some(Ok(i)), Some(Ok(p))) => Some(SocketAddr::new(i, p)),
                     _ => None,
                 };
@@ -311,7 +384,10 @@ fn main() -> Result<()> {
                     }
                     // A socket of this host holds that port (a wildcard
                     // bind): its datagrams go from the collecting socket.
-                    Err(e) if e.root_cause().downcast_ref::<nix::Error>() == Some(&nix::Error::EADDRINUSE) => {
+                    Err(e)
+                        if e.root_cause().downcast_ref::<nix::Error>()
+                            == Some(&nix::Error::EADDRINUSE) =>
+                    {
                         eprintln!("source {f} is in use on this host: sent from another port");
                         in_use.insert(f);
                     }
@@ -350,7 +426,17 @@ fn main() -> Result<()> {
             while start.elapsed() < Duration::from_secs(secs) {
                 for &to in &target {
                     seq += 1;
-                    let m = Message::new(RequestId { epoch: 0xf100d, seq }, 0, Body::List(ListRequest { after: None, max: 1024 }));
+                    let m = Message::new(
+                        RequestId {
+                            epoch: 0xf100d,
+                            seq,
+                        },
+                        0,
+                        Body::List(ListRequest {
+                            after: None,
+                            max: 1024,
+                        }),
+                    );
                     let n = m.seal(&Keys::insecure(), &mut buf)?;
                     t.send(&sock, &buf[..n], to);
                 }

@@ -375,7 +375,11 @@ fn markdown(runs: &[Run], link_mbps: f64) -> String {
             for &m in &clients {
                 // pNFS is compared with plain knfsd over NFSv4.2.
                 let find = |server: &str| {
-                    let proto = if server == "plain" && proto == "pnfs" { "v4" } else { proto };
+                    let proto = if server == "plain" && proto == "pnfs" {
+                        "v4"
+                    } else {
+                        proto
+                    };
                     writes
                         .iter()
                         .find(|r| r.server == server && r.proto == proto && r.clients == m)
@@ -562,7 +566,11 @@ fn figure(runs: &[Run], link_mbps: f64, png: &PathBuf) -> Result<()> {
         plain.sort_by(|a, b| a.0.total_cmp(&b.0));
         chart
             .draw_series(LineSeries::new(plain.clone(), BLACK.stroke_width(3)))?
-            .label(if proto == "pnfs" { "plain knfsd, NFSv4.2" } else { "plain knfsd" })
+            .label(if proto == "pnfs" {
+                "plain knfsd, NFSv4.2"
+            } else {
+                "plain knfsd"
+            })
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(3)));
         chart.draw_series(plain.iter().map(|&p| Circle::new(p, 4, BLACK.filled())))?;
         // Lossy points: hollow red circles (over the plain ones' dots too).

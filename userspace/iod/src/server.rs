@@ -219,7 +219,9 @@ impl ServerHandle {
 
     /// Fault injection (tests): `fault` from now on, or none.
     pub fn set_fault(&self, fault: Option<Fault>) {
-        self.shared.fault.store(fault.map_or(0, |f| f as u8), Ordering::Relaxed);
+        self.shared
+            .fault
+            .store(fault.map_or(0, |f| f as u8), Ordering::Relaxed);
     }
 }
 
@@ -273,10 +275,12 @@ impl Server {
         let ds = match cfg.ds_listen {
             Some(addr) => {
                 // Fencing keeps layout epochs in extended attributes.
-                store.check_epochs().map_err(|source| ServerError::DataDir {
-                    path: cfg.data_dir.clone(),
-                    source,
-                })?;
+                store
+                    .check_epochs()
+                    .map_err(|source| ServerError::DataDir {
+                        path: cfg.data_dir.clone(),
+                        source,
+                    })?;
                 Some(TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?)
             }
             None => None,
@@ -798,12 +802,21 @@ fn handle(mut cx: Ctx<'_>, msg: &Message<'_>, sbuf: &mut [u8]) {
         Body::Truncate(_) => sh.fault(Fault::HoldTruncates),
         Body::Write(_) => sh
             .fault
-            .compare_exchange(Fault::HoldNextWrite as u8, 0, Ordering::Relaxed, Ordering::Relaxed)
+            .compare_exchange(
+                Fault::HoldNextWrite as u8,
+                0,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
             .is_ok(),
         _ => false,
     };
     if held {
-        warn!("fault injection: {op:?} {:?} held {} s", msg.id, HOLD.as_secs());
+        warn!(
+            "fault injection: {op:?} {:?} held {} s",
+            msg.id,
+            HOLD.as_secs()
+        );
         std::thread::sleep(HOLD);
     }
     match &msg.body {

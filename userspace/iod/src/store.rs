@@ -58,7 +58,11 @@ fn parse_identity(text: &str) -> Option<u32> {
 /// A new file in `dir` with a name of its own.
 fn tempfile_in(dir: &Path) -> io::Result<(File, PathBuf)> {
     let p = dir.join(format!(".epoch-probe-{}", std::process::id()));
-    let f = OpenOptions::new().write(true).create(true).truncate(true).open(&p)?;
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&p)?;
     Ok((f, p))
 }
 
@@ -84,8 +88,13 @@ fn raise_epoch(f: &File, p: &Path, epoch: u32) -> Result<bool, StoreError> {
     if epoch <= epoch_of(f, p)? {
         return Ok(false);
     }
-    rustix::fs::fsetxattr(f, EPOCH_XATTR, &epoch.to_le_bytes(), rustix::fs::XattrFlags::empty())
-        .map_err(|e| io_err("setxattr", p, e.into()))?;
+    rustix::fs::fsetxattr(
+        f,
+        EPOCH_XATTR,
+        &epoch.to_le_bytes(),
+        rustix::fs::XattrFlags::empty(),
+    )
+    .map_err(|e| io_err("setxattr", p, e.into()))?;
     f.sync_all().map_err(|e| io_err("fsync", p, e))?;
     Ok(true)
 }
@@ -154,7 +163,10 @@ impl Store {
                 return parse_identity(&text).map(|i| (i, false)).ok_or_else(|| {
                     io::Error::new(
                         ErrorKind::InvalidData,
-                        format!("{}: not an identity (8 hex digits, not all zero)", path.display()),
+                        format!(
+                            "{}: not an identity (8 hex digits, not all zero)",
+                            path.display()
+                        ),
                     )
                 })
             }
@@ -169,7 +181,9 @@ impl Store {
         };
         // Durable before the first answer names it: a crash must not
         // bring the directory back with no identity, or another one.
-        let tmp = self.root.join(format!(".{IDENTITY_FILE}.{}", std::process::id()));
+        let tmp = self
+            .root
+            .join(format!(".{IDENTITY_FILE}.{}", std::process::id()));
         let written = (|| {
             let f = File::create(&tmp)?;
             f.write_all_at(format!("{identity:08x}\n").as_bytes(), 0)?;
@@ -188,12 +202,19 @@ impl Store {
     /// attributes), which a pNFS data server needs to fence old handles.
     pub fn check_epochs(&self) -> io::Result<()> {
         let probe = tempfile_in(&self.root)?;
-        let r = rustix::fs::fsetxattr(&probe.0, EPOCH_XATTR, &[0; 4], rustix::fs::XattrFlags::empty());
+        let r = rustix::fs::fsetxattr(
+            &probe.0,
+            EPOCH_XATTR,
+            &[0; 4],
+            rustix::fs::XattrFlags::empty(),
+        );
         let _ = fs::remove_file(&probe.1);
         r.map_err(|e| {
             io::Error::new(
                 io::Error::from(e).kind(),
-                format!("no user extended attributes ({e}): a data server cannot fence old layouts"),
+                format!(
+                    "no user extended attributes ({e}): a data server cannot fence old layouts"
+                ),
             )
         })
     }
@@ -314,7 +335,10 @@ impl Store {
         let (f, p) = self.open_rw(key)?;
         // Checked under the lock a fencing TRUNCATE holds exclusive: no
         // write of a fenced handle lands after the TRUNCATE is answered.
-        let _shared = self.length_lock(key).read().unwrap_or_else(|e| e.into_inner());
+        let _shared = self
+            .length_lock(key)
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(epoch) = epoch {
             check_epoch(&f, &p, epoch)?;
         }
@@ -367,7 +391,11 @@ impl Store {
     /// Syncs the directories leading to `key`'s local file if it was
     /// created since they were last synced.
     fn sync_names(&self, key: &FileKey, p: &Path) -> Result<(), StoreError> {
-        let was_fresh = self.fresh.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        let was_fresh = self
+            .fresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
         if was_fresh {
             self.sync_dirs(p)?;
         }
@@ -395,7 +423,10 @@ impl Store {
     /// the client was told are gone).
     pub fn truncate(&self, key: &FileKey, len: u64, epoch: u32) -> Result<(), StoreError> {
         let (f, p) = self.open_rw(key)?;
-        let _alone = self.length_lock(key).write().unwrap_or_else(|e| e.into_inner());
+        let _alone = self
+            .length_lock(key)
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         raise_epoch(&f, &p, epoch)?;
         f.set_len(len).map_err(|e| io_err("truncate", &p, e))?;
         f.sync_all().map_err(|e| io_err("fsync", &p, e))?;
@@ -417,7 +448,10 @@ impl Store {
     /// `epoch`.
     pub fn extend(&self, key: &FileKey, len: u64, epoch: u32) -> Result<(), StoreError> {
         let (f, p) = self.open_rw(key)?;
-        let _alone = self.length_lock(key).write().unwrap_or_else(|e| e.into_inner());
+        let _alone = self
+            .length_lock(key)
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         let raised = raise_epoch(&f, &p, epoch)?;
         let cur = f.metadata().map_err(|e| io_err("stat", &p, e))?.len();
         if cur < len {
@@ -436,7 +470,10 @@ impl Store {
     /// sub-directories are removed too (best effort).
     pub fn unlink(&self, key: &FileKey) -> Result<bool, StoreError> {
         let p = self.path(key)?;
-        self.fresh.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.fresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
         match fs::remove_file(&p) {
             Ok(()) => {
                 let mut dir = p.parent();
@@ -559,21 +596,30 @@ mod identity_tests {
     fn drawn_once_then_kept() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path()).unwrap();
-        assert_eq!(store.identity(|| Ok(0x1234_abcd)).unwrap(), (0x1234_abcd, true));
+        assert_eq!(
+            store.identity(|| Ok(0x1234_abcd)).unwrap(),
+            (0x1234_abcd, true)
+        );
         assert_eq!(
             fs::read_to_string(dir.path().join(IDENTITY_FILE)).unwrap(),
             "1234abcd\n"
         );
         // Later starts keep it; nothing is drawn.
         let again = Store::new(dir.path()).unwrap();
-        assert_eq!(again.identity(|| panic!("drawn again")).unwrap(), (0x1234_abcd, false));
+        assert_eq!(
+            again.identity(|| panic!("drawn again")).unwrap(),
+            (0x1234_abcd, false)
+        );
         // A draw of 0 (unknown) is drawn again.
         let other = tempfile::tempdir().unwrap();
         let mut draws = [0u32, 7].into_iter();
         let s = Store::new(other.path()).unwrap();
         assert_eq!(s.identity(|| Ok(draws.next().unwrap())).unwrap(), (7, true));
         // No temporary file is left, and listings do not see the file.
-        let names: Vec<_> = fs::read_dir(other.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(other.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, [IDENTITY_FILE]);
         assert!(hex_dirs(other.path()).unwrap().is_empty());
     }
@@ -632,7 +678,15 @@ mod tests {
         let key = FileKey::new(4, 5, 6);
         store.write_at_epoch(&key, 0, b"before", 0).unwrap();
         store.truncate(&key, 3, 2).unwrap();
-        let fenced = |r: Result<(), StoreError>| matches!(r, Err(StoreError::Fenced { handle: 1, current: 2 }));
+        let fenced = |r: Result<(), StoreError>| {
+            matches!(
+                r,
+                Err(StoreError::Fenced {
+                    handle: 1,
+                    current: 2
+                })
+            )
+        };
         assert!(fenced(store.write_at_epoch(&key, 0, b"late", 1)));
         assert!(fenced(store.check_epoch(&key, 1)));
         store.write_at_epoch(&key, 3, b"new", 2).unwrap();
@@ -641,7 +695,10 @@ mod tests {
         let again = Store::new(dir.path()).unwrap();
         assert!(fenced(again.check_epoch(&key, 1)));
         again.check_epoch(&key, 3).unwrap();
-        assert_eq!(std::fs::read(store.path(&key).unwrap()).unwrap(), b"befnew\0\0\0\0");
+        assert_eq!(
+            std::fs::read(store.path(&key).unwrap()).unwrap(),
+            b"befnew\0\0\0\0"
+        );
         // A file that does not exist yet is at epoch 0.
         store.check_epoch(&FileKey::new(7, 8, 9), 0).unwrap();
     }

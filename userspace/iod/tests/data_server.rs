@@ -18,7 +18,11 @@ use nfsp_proto::stripe::StripeLayout;
 const B: u64 = 65536;
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Rpc {
@@ -39,7 +43,10 @@ fn opaque(b: &[u8]) -> Vec<u8> {
 
 impl Rpc {
     fn connect(a: SocketAddr) -> Rpc {
-        Rpc { s: TcpStream::connect(a).expect("connect to the data server"), xid: 1 }
+        Rpc {
+            s: TcpStream::connect(a).expect("connect to the data server"),
+            xid: 1,
+        }
     }
 
     /// One call (AUTH_SYS uid 1000 like a flexfiles client); the reply's
@@ -58,7 +65,11 @@ impl Rpc {
         let len = (u32::from_be_bytes(mk) & 0x7fff_ffff) as usize;
         let mut r = vec![0u8; len];
         self.s.read_exact(&mut r).unwrap();
-        assert_eq!(u32::from_be_bytes(r[..4].try_into().unwrap()), self.xid, "xid");
+        assert_eq!(
+            u32::from_be_bytes(r[..4].try_into().unwrap()),
+            self.xid,
+            "xid"
+        );
         r.split_off(4)
     }
 
@@ -127,7 +138,11 @@ fn serves_striped_reads_and_writes() {
     let block5: Vec<u8> = (0..B).map(|i| (i % 251) as u8).collect();
     let r = c.nfs(7, &write_args(&fh, 5 * B, 2, &block5));
     assert_eq!(word(&r, 0), 0, "WRITE status");
-    assert_eq!((word(&r, 3), word(&r, 4)), (B as u32, 2), "count, FILE_SYNC");
+    assert_eq!(
+        (word(&r, 3), word(&r, 4)),
+        (B as u32, 2),
+        "count, FILE_SYNC"
+    );
     let verf = r[20..28].to_vec();
     let r = c.nfs(7, &write_args(&fh, 2 * B + 10, 0, b"hello"));
     assert_eq!((word(&r, 0), word(&r, 4)), (0, 0), "UNSTABLE");
@@ -149,23 +164,43 @@ fn serves_striped_reads_and_writes() {
     // READ back; the hole in block 2 reads as zeros; the local file's end
     // is the file's end: a short READ there, with EOF.
     let r = c.nfs(6, &read_args(&fh, 5 * B + 100, 1000));
-    assert_eq!((word(&r, 0), word(&r, 2), word(&r, 3), word(&r, 4)), (0, 1000, 0, 1000));
+    assert_eq!(
+        (word(&r, 0), word(&r, 2), word(&r, 3), word(&r, 4)),
+        (0, 1000, 0, 1000)
+    );
     assert_eq!(&r[20..1020], &block5[100..1100]);
     let r = c.nfs(6, &read_args(&fh, 2 * B + 1000, 4096));
     assert_eq!(word(&r, 0), 0);
     assert!(r[20..20 + 4096].iter().all(|b| *b == 0), "a hole is zeros");
     let r = c.nfs(6, &read_args(&fh, 6 * B - 100, 100));
-    assert_eq!((word(&r, 2), word(&r, 3)), (100, 0), "a full READ: other viods may follow");
+    assert_eq!(
+        (word(&r, 2), word(&r, 3)),
+        (100, 0),
+        "a full READ: other viods may follow"
+    );
     let r = c.nfs(6, &read_args(&fh, 6 * B - 100, 200));
     assert_eq!(word(&r, 0), 22, "across a block");
     let r = c.nfs(6, &read_args(&fh, 8 * B, 4096));
-    assert_eq!((word(&r, 0), word(&r, 2), word(&r, 3)), (0, 0, 1), "past the end: short, EOF");
+    assert_eq!(
+        (word(&r, 0), word(&r, 2), word(&r, 3)),
+        (0, 0, 1),
+        "past the end: short, EOF"
+    );
 
     // A READ layout's handle: reads, never writes.
     let mut ro = [0u8; DS_FH_LEN];
-    DsHandle { read_only: true, ..h }.seal(&sign, &ds, id, &mut ro).unwrap();
+    DsHandle {
+        read_only: true,
+        ..h
+    }
+    .seal(&sign, &ds, id, &mut ro)
+    .unwrap();
     assert_eq!(word(&c.nfs(6, &read_args(&ro, 2 * B + 10, 5)), 0), 0);
-    assert_eq!(word(&c.nfs(7, &write_args(&ro, 2 * B, 2, b"x")), 0), 13, "ACCES");
+    assert_eq!(
+        word(&c.nfs(7, &write_args(&ro, 2 * B, 2, b"x")), 0),
+        13,
+        "ACCES"
+    );
     assert_eq!(word(&c.nfs(21, &read_args(&ro, 0, 0)), 0), 13, "ACCES");
 
     // Not this viod's block, or across a block: NFS3ERR_INVAL.
@@ -177,25 +212,45 @@ fn serves_striped_reads_and_writes() {
     // Forged: one bit changed, another key, another iod's handle.
     let mut bad = fh;
     bad[20] ^= 1;
-    assert_eq!(word(&c.nfs(6, &read_args(&bad, 2 * B, 10)), 0), 10001, "BADHANDLE");
+    assert_eq!(
+        word(&c.nfs(6, &read_args(&bad, 2 * B, 10)), 0),
+        10001,
+        "BADHANDLE"
+    );
     let other = nfsp_proto::auth::Key::new(99, [7; 32]).unwrap();
     let mut fh2 = [0u8; DS_FH_LEN];
     h.seal(&other, &ds, id, &mut fh2).unwrap();
     assert_eq!(word(&c.nfs(7, &write_args(&fh2, 2 * B, 2, b"x")), 0), 10001);
     let elsewhere: SocketAddr = "127.0.0.1:1".parse().unwrap();
     h.seal(&sign, &elsewhere, id, &mut fh2).unwrap();
-    assert_eq!(word(&c.nfs(21, &read_args(&fh2, 0, 0)), 0), 10001, "for another iod");
+    assert_eq!(
+        word(&c.nfs(21, &read_args(&fh2, 0, 0)), 0),
+        10001,
+        "for another iod"
+    );
     h.seal(&sign, &ds, id ^ 1, &mut fh2).unwrap();
-    assert_eq!(word(&c.nfs(6, &read_args(&fh2, 2 * B, 10)), 0), 10001, "for another data directory");
+    assert_eq!(
+        word(&c.nfs(6, &read_args(&fh2, 2 * B, 10)), 0),
+        10001,
+        "for another data directory"
+    );
     assert_eq!(&std::fs::read(&local).unwrap(), &bytes, "nothing applied");
 
     // Other programs (the LOCALIO probe), versions and procedures.
     let r = c.call(400_122, 1, 0, &[]);
     assert_eq!(&r[..20], &be(&[1, 0, 0, 0, 1])[..], "PROG_UNAVAIL");
     let r = c.call(100_003, 4, 0, &[]);
-    assert_eq!(&r[..28], &be(&[1, 0, 0, 0, 2, 3, 3])[..], "PROG_MISMATCH 3..3");
+    assert_eq!(
+        &r[..28],
+        &be(&[1, 0, 0, 0, 2, 3, 3])[..],
+        "PROG_MISMATCH 3..3"
+    );
     let r = c.call(100_003, 3, 1, &[]);
-    assert_eq!(&r[..20], &be(&[1, 0, 0, 0, 3])[..], "PROC_UNAVAIL (GETATTR)");
+    assert_eq!(
+        &r[..20],
+        &be(&[1, 0, 0, 0, 3])[..],
+        "PROC_UNAVAIL (GETATTR)"
+    );
     let r = c.call(100_003, 3, 6, &be(&[70]));
     assert_eq!(&r[..20], &be(&[1, 0, 0, 0, 4])[..], "GARBAGE_ARGS");
 
@@ -233,21 +288,40 @@ fn fences_handles_of_older_layout_epochs() {
     let key = FileKey::new(3, 4, 5);
     let handle = |epoch| {
         let mut fh = [0u8; DS_FH_LEN];
-        DsHandle { key, layout, viod: 0, epoch, read_only: false }
-            .seal(&sign, &ds, id, &mut fh)
-            .unwrap();
+        DsHandle {
+            key,
+            layout,
+            viod: 0,
+            epoch,
+            read_only: false,
+        }
+        .seal(&sign, &ds, id, &mut fh)
+        .unwrap();
         fh
     };
     let (old, new) = (handle(0), handle(1));
     let mut c = Rpc::connect(ds);
-    assert_eq!(word(&c.nfs(7, &write_args(&old, 0, 2, b"abcdef")), 0), 0, "before the fence");
+    assert_eq!(
+        word(&c.nfs(7, &write_args(&old, 0, 2, b"abcdef")), 0),
+        0,
+        "before the fence"
+    );
 
-    let meta = common::meta::Meta::new("127.0.0.1:0".parse().unwrap(), vec![vec![iod.addr]], layout, key);
+    let meta = common::meta::Meta::new(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![vec![iod.addr]],
+        layout,
+        key,
+    );
     for ack in meta.truncate(3, 1) {
         assert_eq!(ack.status, nfsp_proto::wire::Status::Ok);
     }
     const STALE: u32 = 70;
-    assert_eq!(word(&c.nfs(7, &write_args(&old, 0, 2, b"late")), 0), STALE, "WRITE");
+    assert_eq!(
+        word(&c.nfs(7, &write_args(&old, 0, 2, b"late")), 0),
+        STALE,
+        "WRITE"
+    );
     assert_eq!(word(&c.nfs(6, &read_args(&old, 0, 3)), 0), STALE, "READ");
     assert_eq!(word(&c.nfs(21, &read_args(&old, 0, 0)), 0), STALE, "COMMIT");
     let local = {
@@ -255,12 +329,23 @@ fn fences_handles_of_older_layout_epochs() {
         dir.path().join(key.write_local_path(&mut p).unwrap())
     };
     assert_eq!(std::fs::read(&local).unwrap(), b"abc", "nothing written");
-    assert_eq!(word(&c.nfs(7, &write_args(&new, 3, 2, b"XY")), 0), 0, "the new epoch");
+    assert_eq!(
+        word(&c.nfs(7, &write_args(&new, 3, 2, b"XY")), 0),
+        0,
+        "the new epoch"
+    );
     // The meta-server asks for the local length (what clients wrote).
     let reply = meta.call(iod.addr, nfsp_proto::wire::Body::Length(key));
     match meta.open(&reply).map(|m| m.body) {
         Some(nfsp_proto::wire::Body::Ack(a)) => {
-            assert_eq!((a.op, a.status, a.value), (nfsp_proto::wire::MsgType::Length, nfsp_proto::wire::Status::Ok, 5))
+            assert_eq!(
+                (a.op, a.status, a.value),
+                (
+                    nfsp_proto::wire::MsgType::Length,
+                    nfsp_proto::wire::Status::Ok,
+                    5
+                )
+            )
         }
         other => panic!("LENGTH answered {other:?}"),
     }
@@ -270,11 +355,19 @@ fn fences_handles_of_older_layout_epochs() {
     drop(iod);
     let _iod = spawn_iod_with(dir.path(), &o);
     let mut c = Rpc::connect(ds);
-    assert_eq!(word(&c.nfs(7, &write_args(&old, 0, 2, b"late")), 0), STALE, "after a restart");
+    assert_eq!(
+        word(&c.nfs(7, &write_args(&old, 0, 2, b"late")), 0),
+        STALE,
+        "after a restart"
+    );
     let r = c.nfs(6, &read_args(&new, 0, 10));
     assert_eq!((word(&r, 0), word(&r, 2)), (0, 5));
     assert_eq!(&r[20..25], b"abcXY");
-    assert_eq!(identity_of(dir.path()), id, "the data directory keeps its identity");
+    assert_eq!(
+        identity_of(dir.path()),
+        id,
+        "the data directory keeps its identity"
+    );
 
     // Wiped: the iod starts as another data directory and serves none of
     // the handles minted for the old one (a hole of zeros otherwise).
@@ -284,6 +377,14 @@ fn fences_handles_of_older_layout_epochs() {
     let _iod = spawn_iod_with(dir.path(), &o);
     assert_ne!(identity_of(dir.path()), id);
     let mut c = Rpc::connect(ds);
-    assert_eq!(word(&c.nfs(6, &read_args(&new, 0, 10)), 0), 10001, "READ after a wipe: BADHANDLE");
-    assert_eq!(word(&c.nfs(7, &write_args(&new, 0, 2, b"x")), 0), 10001, "WRITE after a wipe");
+    assert_eq!(
+        word(&c.nfs(6, &read_args(&new, 0, 10)), 0),
+        10001,
+        "READ after a wipe: BADHANDLE"
+    );
+    assert_eq!(
+        word(&c.nfs(7, &write_args(&new, 0, 2, b"x")), 0),
+        10001,
+        "WRITE after a wipe"
+    );
 }

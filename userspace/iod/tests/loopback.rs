@@ -158,7 +158,11 @@ fn three_iods_end_to_end() {
     // PONG tells the space of the file system holding the data.
     let fs = nix::sys::statvfs::statvfs(dirs[0].path()).expect("statvfs");
     let s = meta.ping(a[0]);
-    assert_eq!(s.space_total, fs.blocks() * fs.fragment_size(), "space_total");
+    assert_eq!(
+        s.space_total,
+        fs.blocks() * fs.fragment_size(),
+        "space_total"
+    );
     assert!(s.space_avail <= s.space_free && s.space_free <= s.space_total);
     assert!(s.space_avail > 0, "a test machine has room");
     let before = meta.ping(a[2]);

@@ -7,8 +7,8 @@ use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use nfsp_proto::{Answer, Command};
 use nfsp_proto::auth::Key;
+use nfsp_proto::{Answer, Command};
 
 use crate::errno;
 
@@ -279,7 +279,10 @@ mod tests {
         let s = Key::new(0xabcd, [0x11; 32]).unwrap();
         let a = Key::new(2, [0x22; 32]).unwrap();
         let cmd = Command::Keys(Keys::new(s, Some(a)).unwrap());
-        assert!(cmd.to_string().contains("1111"), "the line itself has the key");
+        assert!(
+            cmd.to_string().contains("1111"),
+            "the line itself has the key"
+        );
         let t = shown(&cmd);
         assert_eq!(t, "keys sign 0000abcd <secret> accept 00000002 <secret>");
         assert_eq!(shown(&Command::Keys(Keys::insecure())), "keys insecure");

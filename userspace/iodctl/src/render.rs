@@ -90,8 +90,17 @@ fn table(rows: &[Vec<String>], left: usize) -> String {
 /// gives them.
 pub fn list_table(members: &[ListLine]) -> String {
     let mut rows = vec![[
-        "VIOD", "IOD", "STATE", "REQUESTS", "BYTES", "ERRORS", "TIMEOUTS", "LATENCY", "DS_ERRORS",
-        "IDENTITY", "FOREIGN",
+        "VIOD",
+        "IOD",
+        "STATE",
+        "REQUESTS",
+        "BYTES",
+        "ERRORS",
+        "TIMEOUTS",
+        "LATENCY",
+        "DS_ERRORS",
+        "IDENTITY",
+        "FOREIGN",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -47,7 +47,9 @@ pub struct Table {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfError {
     /// Not an `add-viod` or `identity` command of the control grammar.
-    #[error("line {line}: '{text}' is not 'add-viod ID ADDR [ADDR…]' or 'identity ID ADDR IDENTITY'")]
+    #[error(
+        "line {line}: '{text}' is not 'add-viod ID ADDR [ADDR…]' or 'identity ID ADDR IDENTITY'"
+    )]
     NotAddViod {
         /// 1-based line number.
         line: usize,
@@ -119,7 +121,10 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("viods.conf");
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("viods.conf");
     let tmp = dir.join(format!(".{name}.tmp"));
     let mut f = fs::OpenOptions::new()
         .write(true)
@@ -148,7 +153,11 @@ pub fn parse(text: &str) -> Result<Table, ConfError> {
         };
         let (id, members) = match Command::parse(line) {
             Ok(Command::AddViod { id, members }) => (id, members),
-            Ok(Command::Identity { viod, addr, identity }) => {
+            Ok(Command::Identity {
+                viod,
+                addr,
+                identity,
+            }) => {
                 if !t.viods.get(&viod).is_some_and(|m| m.contains(&addr)) {
                     return Err(ConfError::NotAMember {
                         line: i + 1,
@@ -222,7 +231,10 @@ mod tests {
         let mut identities = Identities::new();
         identities.insert((1, a("10.0.0.22:7000")), 0x1d00_0022);
         identities.insert((7, a("[2001:db8::1]:7000")), 0xabcd_ef01);
-        let t = Table { viods: v, identities };
+        let t = Table {
+            viods: v,
+            identities,
+        };
         let text = format(&t);
         assert!(text.contains(
             "add-viod 1 10.0.0.12:7000 10.0.0.22:7000\nidentity 1 10.0.0.22:7000 1d000022\n"
@@ -242,11 +254,19 @@ mod tests {
     fn identities_only_of_members_defined_above() {
         assert_eq!(
             parse("identity 0 10.0.0.1:7000 00000001\nadd-viod 0 10.0.0.1:7000\n"),
-            Err(ConfError::NotAMember { line: 1, id: 0, addr: a("10.0.0.1:7000") })
+            Err(ConfError::NotAMember {
+                line: 1,
+                id: 0,
+                addr: a("10.0.0.1:7000")
+            })
         );
         assert_eq!(
             parse("add-viod 0 10.0.0.1:7000\nidentity 0 10.0.0.2:7000 00000001\n"),
-            Err(ConfError::NotAMember { line: 2, id: 0, addr: a("10.0.0.2:7000") })
+            Err(ConfError::NotAMember {
+                line: 2,
+                id: 0,
+                addr: a("10.0.0.2:7000")
+            })
         );
         assert!(matches!(
             parse("add-viod 0 10.0.0.1:7000\nidentity 0 10.0.0.1:7000 1\n"),
@@ -256,7 +276,9 @@ mod tests {
 
     #[test]
     fn comments_and_blank_lines() {
-        let v = parse("# x\n\n  add-viod 3 10.0.0.1:7000   # the third\n").expect("parses").viods;
+        let v = parse("# x\n\n  add-viod 3 10.0.0.1:7000   # the third\n")
+            .expect("parses")
+            .viods;
         assert_eq!(v.get(&3), Some(&vec![a("10.0.0.1:7000")]));
         assert_eq!(v.len(), 1);
     }

@@ -341,7 +341,11 @@ impl Monitor {
             let Some(t) = self.members.get_mut(&key) else {
                 continue;
             };
-            let seen = self.answered_as.get(&l.addr).copied().filter(|i| *i != UNKNOWN_IDENTITY);
+            let seen = self
+                .answered_as
+                .get(&l.addr)
+                .copied()
+                .filter(|i| *i != UNKNOWN_IDENTITY);
             if l.identity == UNKNOWN_IDENTITY && l.foreign == 0 {
                 if let Some(identity) = seen {
                     actions.push(Action::SetIdentity {
@@ -985,9 +989,18 @@ mod tests {
         let mut m = Monitor::new(Config::default(), &[]);
         let mut list: Vec<ListLine> = members
             .iter()
-            .map(|(v, addr, id)| ListLine { identity: *id, ..line(*v, addr, IodState::Up) })
+            .map(|(v, addr, id)| ListLine {
+                identity: *id,
+                ..line(*v, addr, IodState::Up)
+            })
             .collect();
-        identities(&mut m, &members.iter().map(|(_, addr, id)| (*addr, *id)).collect::<Vec<_>>());
+        identities(
+            &mut m,
+            &members
+                .iter()
+                .map(|(_, addr, id)| (*addr, *id))
+                .collect::<Vec<_>>(),
+        );
         let all: Vec<(&str, u64)> = members.iter().map(|(_, addr, _)| (*addr, 1)).collect();
         assert!(round(&mut m, &mut list, &all).is_empty());
         (m, list)
@@ -1011,7 +1024,10 @@ mod tests {
         let acts = round(&mut m, &mut list, &[(A, 1), (B, 1)]);
         assert_eq!(identity_set(&acts), [(a(A), 0xa), (a(B), 0xb)]);
         assert!(set(&acts).is_empty());
-        assert!(round(&mut m, &mut list, &[(A, 1), (B, 1)]).is_empty(), "learned once");
+        assert!(
+            round(&mut m, &mut list, &[(A, 1), (B, 1)]).is_empty(),
+            "learned once"
+        );
     }
 
     #[test]
@@ -1029,7 +1045,10 @@ mod tests {
         assert_eq!(set(&acts), [(a(B), IodState::Down)]);
         match &acts[0] {
             Action::SetState { reason, .. } => {
-                assert!(reason.contains("000000bb") && reason.contains("0000000b"), "{reason}")
+                assert!(
+                    reason.contains("000000bb") && reason.contains("0000000b"),
+                    "{reason}"
+                )
             }
             other => panic!("{other:?}"),
         }
@@ -1038,7 +1057,10 @@ mod tests {
             matches!(acts[1..], [Action::SetIdentity { .. }, Action::Resync { source, .. }] if source == a(A)),
             "{acts:?}"
         );
-        assert!(round(&mut m, &mut list, &[(A, 1), (B, 1)]).is_empty(), "copy running");
+        assert!(
+            round(&mut m, &mut list, &[(A, 1), (B, 1)]).is_empty(),
+            "copy running"
+        );
     }
 
     #[test]
@@ -1120,7 +1142,10 @@ mod tests {
         (list[1].identity, list[1].foreign) = (0xbb, 0);
         let acts = round(&mut m, &mut list, &[(A, 1), (B, 1)]);
         assert!(!set(&acts).contains(&(a(B), IodState::Up)), "{acts:?}");
-        assert!(matches!(acts[..], [Action::Resync { addr, .. }] if addr == a(B)), "{acts:?}");
+        assert!(
+            matches!(acts[..], [Action::Resync { addr, .. }] if addr == a(B)),
+            "{acts:?}"
+        );
     }
 
     #[test]

@@ -118,10 +118,15 @@ pub fn store(path: &Path, keys: &Keys) -> Result<(), KeyFileError> {
     let mut text = String::new();
     // Writing to a String cannot fail.
     let _ = keyfile::write(&mut text, keys);
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("cluster.key"),
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("cluster.key"),
         std::process::id()
     ));
     let mut f = OpenOptions::new()
@@ -139,7 +144,9 @@ pub fn store(path: &Path, keys: &Keys) -> Result<(), KeyFileError> {
         return Err(io_err(&tmp)(e));
     }
     fs::rename(&tmp, path).map_err(io_err(path))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
 }
 
 #[cfg(test)]
@@ -175,7 +182,10 @@ mod tests {
         fs::write(&p, "sign 1 2\n").unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
         assert!(matches!(load(&p), Err(KeyFileError::Format { .. })));
-        assert!(matches!(load(&d.path().join("none")), Err(KeyFileError::Io { .. })));
+        assert!(matches!(
+            load(&d.path().join("none")),
+            Err(KeyFileError::Io { .. })
+        ));
     }
 
     /// Our BLAKE2s-128 keyed MAC (proto, no dependencies) agrees with the
@@ -190,7 +200,9 @@ mod tests {
             seed ^= seed << 17;
             seed
         };
-        for len in [0usize, 1, 55, 56, 63, 64, 65, 127, 128, 129, 1000, 61_440, 65_507] {
+        for len in [
+            0usize, 1, 55, 56, 63, 64, 65, 127, 128, 129, 1000, 61_440, 65_507,
+        ] {
             let mut key = [0u8; 32];
             key.iter_mut().for_each(|b| *b = next() as u8);
             let msg: Vec<u8> = (0..len).map(|_| next() as u8).collect();
@@ -198,7 +210,11 @@ mod tests {
             ours.update(&msg);
             let mut theirs = <Mac128 as KeyInit>::new_from_slice(&key).unwrap();
             theirs.update(&msg);
-            assert_eq!(&ours.finalize()[..16], &theirs.finalize().into_bytes()[..], "len {len}");
+            assert_eq!(
+                &ours.finalize()[..16],
+                &theirs.finalize().into_bytes()[..],
+                "len {len}"
+            );
         }
     }
 }

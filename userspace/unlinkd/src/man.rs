@@ -81,7 +81,6 @@ impl Args {
     }
 }
 
-
 /// The file names of the pages [`write_pages`] writes for `cmd` into
 /// `dir`, sorted (for the binaries' tests).
 pub fn page_names(cmd: clap::Command, dir: &Path, section: &str) -> anyhow::Result<Vec<String>> {

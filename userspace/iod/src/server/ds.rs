@@ -43,7 +43,12 @@ const IDLE: Duration = Duration::from_secs(300);
 const KEEP: usize = 256 << 10;
 
 /// Accepts connections until `stop` is set, each served by a thread.
-pub(super) fn accept_loop(listener: TcpListener, sh: Arc<Shared>, verifier: [u8; 8], stop: Arc<AtomicBool>) {
+pub(super) fn accept_loop(
+    listener: TcpListener,
+    sh: Arc<Shared>,
+    verifier: [u8; 8],
+    stop: Arc<AtomicBool>,
+) {
     let open = Arc::new(AtomicUsize::new(0));
     if let Err(e) = listener.set_nonblocking(true) {
         log::error!("data server: {e}");
@@ -65,7 +70,9 @@ pub(super) fn accept_loop(listener: TcpListener, sh: Arc<Shared>, verifier: [u8;
         if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
             open.fetch_sub(1, Ordering::SeqCst);
             Stats::add(&sh.stats.drops, 1);
-            sh.warn_limited(format_args!("data server: {peer}: too many connections, closed"));
+            sh.warn_limited(format_args!(
+                "data server: {peer}: too many connections, closed"
+            ));
             continue;
         }
         let (sh2, stop2, open2) = (Arc::clone(&sh), Arc::clone(&stop), Arc::clone(&open));
@@ -101,7 +108,12 @@ fn read_full(s: &mut TcpStream, buf: &mut [u8], stop: &AtomicBool) -> io::Result
             Ok(0) if got == 0 => return Ok(false),
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(n) => got += n,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 if got == 0 && since.elapsed() > IDLE {
                     return Ok(false);
                 }
@@ -119,13 +131,20 @@ fn read_record(s: &mut TcpStream, rec: &mut Vec<u8>, stop: &AtomicBool) -> io::R
     loop {
         let mut mark = [0u8; 4];
         if !read_full(s, &mut mark, stop)? {
-            return if rec.is_empty() { Ok(false) } else { Err(io::ErrorKind::UnexpectedEof.into()) };
+            return if rec.is_empty() {
+                Ok(false)
+            } else {
+                Err(io::ErrorKind::UnexpectedEof.into())
+            };
         }
         let mark = u32::from_be_bytes(mark);
         let len = (mark & 0x7fff_ffff) as usize;
         let at = rec.len();
         if at + len > MAX_RECORD {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "record too long"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "record too long",
+            ));
         }
         rec.resize(at + len, 0);
         read_full(s, &mut rec[at..], stop)?;
@@ -149,7 +168,10 @@ fn serve(mut s: TcpStream, sh: &Shared, verifier: [u8; 8], stop: &AtomicBool) ->
         out.resize(REPLY_HEADER + reply_data_len(&rec), 0);
         let Some(n) = answer(sh, &server, verifier, &rec, &mut out) else {
             Stats::add(&sh.stats.malformed, 1);
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "not an RPC call"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "not an RPC call",
+            ));
         };
         let mark = 0x8000_0000u32 | n as u32;
         s.write_all(&mark.to_be_bytes())?;
@@ -174,7 +196,13 @@ fn reply_data_len(rec: &[u8]) -> usize {
 
 /// The reply to one call, written into `out` (its length); `None` if the
 /// record is not an RPC call.
-fn answer(sh: &Shared, server: &SocketAddr, verifier: [u8; 8], rec: &[u8], out: &mut [u8]) -> Option<usize> {
+fn answer(
+    sh: &Shared,
+    server: &SocketAddr,
+    verifier: [u8; 8],
+    rec: &[u8],
+    out: &mut [u8],
+) -> Option<usize> {
     let (call, args) = ds3::decode_call(rec).ok()?;
     let mut w = Writer::new(out);
     let accept = |w: &mut Writer<'_>, how| ds3::encode_accepted(w, call.xid, how).ok();
@@ -208,9 +236,12 @@ fn answer(sh: &Shared, server: &SocketAddr, verifier: [u8; 8], rec: &[u8], out: 
     let done = match args {
         Args::Null => Ok(()),
         Args::Read { fh, offset, count } => read(sh, server, fh, offset, count, &mut w),
-        Args::Write { fh, offset, stable, data } => {
-            write(sh, server, fh, offset, stable, data, verifier, &mut w)
-        }
+        Args::Write {
+            fh,
+            offset,
+            stable,
+            data,
+        } => write(sh, server, fh, offset, stable, data, verifier, &mut w),
         Args::Commit { fh, .. } => commit(sh, server, fh, verifier, &mut w),
     };
     if let Err(status) = done {
@@ -267,7 +298,9 @@ fn read(
 ) -> Result<(), Nfsstat3> {
     let count = count.min(ds3::MAX_IO);
     let (h, local) = open_handle(sh, server, fh, offset, u64::from(count))?;
-    sh.store.check_epoch(&h.key, h.epoch).map_err(|e| store_status(sh, &e))?;
+    sh.store
+        .check_epoch(&h.key, h.epoch)
+        .map_err(|e| store_status(sh, &e))?;
     // The local file ends where the file does (the module keeps every
     // local length at what the file's size asks of it): a READ there is
     // short, with EOF, as O_DIRECT readers need; holes before are zeros.
@@ -277,7 +310,9 @@ fn read(
     // local end may be followed by other viods' blocks.
     let eof = n < count as usize;
     let mut data = vec![0u8; n];
-    sh.store.read(&h.key, local, &mut data).map_err(|e| store_status(sh, &e))?;
+    sh.store
+        .read(&h.key, local, &mut data)
+        .map_err(|e| store_status(sh, &e))?;
     Stats::add(&sh.stats.bytes_read, n as u64);
     let count = n as u32;
     let fill = |w: &mut Writer<'_>| -> nfsp_proto::Result<()> {
@@ -303,7 +338,9 @@ fn write(
     if h.read_only {
         return Err(Nfsstat3::Acces);
     }
-    let end = local.checked_add(data.len() as u64).ok_or(Nfsstat3::Inval)?;
+    let end = local
+        .checked_add(data.len() as u64)
+        .ok_or(Nfsstat3::Inval)?;
     if end > sh.max_file_size {
         return Err(Nfsstat3::Nospc);
     }
@@ -332,7 +369,9 @@ fn commit(
         return Err(Nfsstat3::Acces);
     }
     // A fenced client's writes may have been cut: it must write again.
-    sh.store.check_epoch(&h.key, h.epoch).map_err(|e| store_status(sh, &e))?;
+    sh.store
+        .check_epoch(&h.key, h.epoch)
+        .map_err(|e| store_status(sh, &e))?;
     // The whole local file: a commit's range maps to every block of it.
     sh.commit(&h.key).map_err(|e| store_status(sh, &e))?;
     ds3::encode_commit_ok(w, verifier).map_err(|_| Nfsstat3::Serverfault)

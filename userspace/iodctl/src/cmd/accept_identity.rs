@@ -32,8 +32,9 @@ impl Args {
     /// The identity to record: given, or read from the module.
     fn identity(&self, ctl: &Control) -> anyhow::Result<u32> {
         if let Some(given) = &self.identity {
-            return parse_identity(given)
-                .map_err(|_| UsageError(format!("malformed identity '{given}' (8 hex digits)")).into());
+            return parse_identity(given).map_err(|_| {
+                UsageError(format!("malformed identity '{given}' (8 hex digits)")).into()
+            });
         }
         let addr = super::addr(&self.addr)?;
         for a in ctl.transact(&Command::List)? {

@@ -98,7 +98,9 @@ impl InodeLookup {
         }
         let ino = mount.metadata().context("stat of the export")?.ino();
         let lookup = InodeLookup { mount };
-        let opened = u32::try_from(ino).ok().and_then(|ino| lookup.open(ino).ok());
+        let opened = u32::try_from(ino)
+            .ok()
+            .and_then(|ino| lookup.open(ino).ok());
         let same = opened
             .map(File::from)
             .and_then(|f| f.metadata().ok())
@@ -224,7 +226,13 @@ mod tests {
         };
         // SAFETY: valid C strings, the buffer holds `n` bytes.
         let rc = unsafe {
-            libc::setxattr(c.as_ptr(), c"trusted.nfsp".as_ptr(), buf.as_ptr().cast(), n, 0)
+            libc::setxattr(
+                c.as_ptr(),
+                c"trusted.nfsp".as_ptr(),
+                buf.as_ptr().cast(),
+                n,
+                0,
+            )
         };
         rc == 0
     }
@@ -243,7 +251,10 @@ mod tests {
     #[test]
     fn a_key_is_live_while_its_file_is_and_gone_after() {
         let Some((dir, lookup)) = scratch() else {
-            eprintln!("skipped: needs root and ext4 in {}", std::env::temp_dir().display());
+            eprintln!(
+                "skipped: needs root and ext4 in {}",
+                std::env::temp_dir().display()
+            );
             return;
         };
         let path = dir.path().join("f");
@@ -258,7 +269,10 @@ mod tests {
         std::fs::rename(&path, &moved).unwrap();
         assert_eq!(lookup.liveness(&key), Liveness::Live);
         // Another file's seed on the inode: not the key's file.
-        assert_eq!(lookup.liveness(&FileKey::new(7, ino, 0x5eee)), Liveness::Gone);
+        assert_eq!(
+            lookup.liveness(&FileKey::new(7, ino, 0x5eee)),
+            Liveness::Gone
+        );
         // Removed while open: cannot tell yet.
         let open = File::open(&moved).unwrap();
         std::fs::remove_file(&moved).unwrap();
@@ -268,6 +282,9 @@ mod tests {
         // A directory on the inode number, and an inode never used.
         let d = std::fs::metadata(dir.path().join("sub")).unwrap().ino();
         assert_eq!(lookup.liveness(&FileKey::new(7, d, 0x5eed)), Liveness::Gone);
-        assert_eq!(lookup.liveness(&FileKey::new(7, 1 << 33, 1)), Liveness::Unknown);
+        assert_eq!(
+            lookup.liveness(&FileKey::new(7, 1 << 33, 1)),
+            Liveness::Unknown
+        );
     }
 }

@@ -59,7 +59,11 @@ impl Args {
                 ),
                 None => {}
             }
-            let cmd = super::validate(Command::Identity { viod, addr, identity })?;
+            let cmd = super::validate(Command::Identity {
+                viod,
+                addr,
+                identity,
+            })?;
             ctl.transact(&cmd)
                 .with_context(|| format!("identity {viod} {addr}"))?;
         }

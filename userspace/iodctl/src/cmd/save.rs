@@ -38,14 +38,21 @@ impl Args {
         viods_conf::write_atomically(&self.file, &viods_conf::format(&table))
             .with_context(|| format!("write {}", self.file.display()))?;
         for (id, members) in &table.viods {
-            for m in members.iter().filter(|m| !table.identities.contains_key(&(*id, **m))) {
+            for m in members
+                .iter()
+                .filter(|m| !table.identities.contains_key(&(*id, **m)))
+            {
                 log::warn!(
                     "viod {id} member {m}: identity not known yet (it never answered): saved \
                      without; save again once it has (iodctl list shows it)"
                 );
             }
         }
-        println!("saved {} viod(s) to {}", table.viods.len(), self.file.display());
+        println!(
+            "saved {} viod(s) to {}",
+            table.viods.len(),
+            self.file.display()
+        );
         Ok(())
     }
 }

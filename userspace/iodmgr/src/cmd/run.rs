@@ -312,7 +312,8 @@ impl Daemon {
                     });
                     if !still {
                         warn!("viod {viod}: {addr}: re-sync done, but it left resync meanwhile: not set up");
-                        self.monitor.resync_finished(viod, addr, false, Instant::now());
+                        self.monitor
+                            .resync_finished(viod, addr, false, Instant::now());
                         continue;
                     }
                     let ok = self.set_state(viod, addr, IodState::Up);
@@ -415,8 +416,7 @@ impl Daemon {
             .zip(answers)
             .filter_map(|(a, r)| r.map(|p| (*a, p)))
             .collect();
-        let pings: HashMap<SocketAddr, Duration> =
-            pongs.iter().map(|(a, p)| (*a, p.rtt)).collect();
+        let pings: HashMap<SocketAddr, Duration> = pongs.iter().map(|(a, p)| (*a, p.rtt)).collect();
         let instances = pongs.iter().map(|(a, p)| (*a, p.instance)).collect();
         self.monitor.note_identities(&instances);
         let actions = self
